@@ -8,7 +8,7 @@ LONG_FUZZTIME ?= 2m
 GOLANGCI_VERSION := v2.6.2
 GOLANGCI := bin/golangci-lint
 
-.PHONY: help deps build test test-unit test-lab lint vet generate verify-generate fuzz fuzz-short bench demo clean
+.PHONY: help deps build test test-unit test-lab test-kernel lint vet generate verify-generate fuzz fuzz-short bench demo clean
 
 help: ## show this help
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ deps: ## install Debian packages and Go modules (idempotent, cheap when present)
 build: ## build bin/offlane
 	$(GO) build -trimpath -o $(BIN) ./cmd/offlane
 
-test: deps verify-generate vet ## everything CI runs: unit + lab tests (lab needs root) + short fuzzing
+test: deps verify-generate lint ## everything CI runs: unit + lab tests (lab needs root) + short fuzzing
 	$(GO) test -count=1 -timeout 45m ./...
 	@$(MAKE) --no-print-directory fuzz-short
 
@@ -28,6 +28,9 @@ test-unit: ## unit tests only (no root, no OVS)
 
 test-lab: deps ## privileged lab tests only (real OVS, netns VMs, DPDK); needs root
 	$(GO) test -count=1 -timeout 45m -run 'Lab' ./...
+
+test-kernel: deps ## kernel lab only: Debian's kernel under qemu runs the guest tests (TestKernel…); needs root
+	$(GO) test -count=1 -timeout 30m -v -run '^TestLabKernel$$' ./test/kernellab
 
 vet: ## go vet + gofmt check
 	$(GO) vet ./...

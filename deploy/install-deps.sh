@@ -20,6 +20,10 @@ PKGS=(
   iputils-ping iperf3 tcpdump nftables busybox
   # build
   make gcc git ca-certificates
+  # kernel lab (test/kernellab): qemu; headers of Debian's current kernel, kmod (depmod,
+  # modinfo), xz-utils and binutils to build netdevsim.ko out of tree; the kernel image
+  # and linux-source .debs are fetched by the lab itself (apt-get download, cached)
+  qemu-system-x86 linux-headers-amd64 kmod xz-utils binutils
 )
 
 missing=()

@@ -61,6 +61,8 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newDetectCmd(g),
 		newNodeCmd(g),
 		newServeCmd(g),
+		newSriovCmd(g),
+		newExplainCmd(g),
 	)
 	addResourceCmds(root, g)
 	return root
