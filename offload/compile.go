@@ -1,0 +1,896 @@
+package offload
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Compiler turns an IR and a Plan into the OpenFlow flows of one node, incrementally:
+// each object (node pipeline, network, local port, remote port, security group, address
+// set member) compiles to its own unit of flows, and Update recompiles only the units
+// whose inputs changed, then merges the units' flows (flows with the same key from
+// several units: conjunction actions are united, identical ones deduplicated). The
+// result of any sequence of Updates equals one Update from scratch (property-tested).
+//
+// A Compiler is not safe for concurrent use.
+type Compiler struct {
+	layout NodeLayout
+	chunk  int
+
+	ir    *IR
+	plan  *Plan
+	modes map[string]portMode // compiled local ports only
+
+	portIdx    map[string]portIndex // where each local port sits in the indexes below
+	netAll     map[string]set       // network → local ports
+	netPorts   map[string]set       // network → compiled local ports
+	netRemotes map[string]set       // network → remote ports
+	sgPorts    map[string]set       // security group → compiled ports it filters
+	groupMems  map[string]set       // remote group → members
+	sgKeys     map[string][]conjKey // security group in use → its conjunctions
+	groupKeys  map[string][]conjKey // remote group → conjunctions naming it
+	conjIDs    map[conjKey]uint32
+
+	units   map[unitKey]*unitState
+	entries map[FlowKey]*entry
+	origins map[uint64]*originRef
+	started bool
+	gen     uint64 // apply generation
+}
+
+type set = map[string]struct{}
+
+func setAdd(m map[string]set, k, v string) {
+	s := m[k]
+	if s == nil {
+		s = set{}
+		m[k] = s
+	}
+	s[v] = struct{}{}
+}
+
+func setDel(m map[string]set, k, v string) {
+	if s := m[k]; s != nil {
+		delete(s, v)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// portMode is how a local port is compiled.
+type portMode struct {
+	compiled bool // L2 by OpenFlow, ofport known, segment present
+	filtered bool // port security by OpenFlow
+	sg       bool // security groups by OpenFlow
+}
+
+type portIndex struct {
+	net      string
+	compiled bool
+	sgs      []string
+}
+
+// conjKey names one conjunctive match: a security group's rules of one direction
+// with one remote group ("" for the rules with a CIDR or no remote).
+type conjKey struct{ sg, dir, group string }
+
+type unitKey struct {
+	kind Kind
+	id   string
+}
+
+type unitState struct {
+	flows   []Flow
+	entries []*entry // entries[i] holds flows[i]
+	origins []Origin
+}
+
+// entry is one flow key: the unit flows that claim it and their merge.
+type entry struct {
+	key      FlowKey
+	first    *Flow   // the usual single contributor
+	more     []*Flow // further contributors (merged conjunctions, conflicts)
+	merged   *Flow
+	conflict bool
+	stamp    uint64 // the apply generation that last touched the entry
+	was      *Flow  // merged as it was before that apply
+}
+
+func (e *entry) add(f *Flow) {
+	if e.first == nil {
+		e.first = f
+	} else {
+		e.more = append(e.more, f)
+	}
+}
+
+func (e *entry) remove(f *Flow) {
+	if e.first == f {
+		if n := len(e.more); n > 0 {
+			e.first, e.more = e.more[n-1], e.more[:n-1]
+		} else {
+			e.first = nil
+		}
+		return
+	}
+	e.more = slices.DeleteFunc(e.more, func(x *Flow) bool { return x == f })
+}
+
+func (e *entry) contribs() []*Flow {
+	if len(e.more) == 0 {
+		return []*Flow{e.first}
+	}
+	return append([]*Flow{e.first}, e.more...)
+}
+
+type originRef struct {
+	o         Origin
+	n         int
+	collision []Origin
+}
+
+// CompilerOption tunes a Compiler.
+type CompilerOption func(*Compiler)
+
+// WithFloodChunk sets how many ports one flood flow lists before continuing in the
+// next chunk (default 128); tests use small values to exercise chunking.
+func WithFloodChunk(n int) CompilerOption {
+	return func(c *Compiler) {
+		if n > 0 {
+			c.chunk = n
+		}
+	}
+}
+
+// NewCompiler checks the layout and returns an empty compiler for it. Every patch,
+// tunnel and uplink port the layout implies must have an OpenFlow port number.
+func NewCompiler(layout NodeLayout, opts ...CompilerOption) (*Compiler, error) {
+	if err := layout.validate(); err != nil {
+		return nil, err
+	}
+	c := &Compiler{layout: layout, chunk: floodChunk}
+	for _, o := range opts {
+		o(c)
+	}
+	c.reset()
+	return c, nil
+}
+
+func (c *Compiler) reset() {
+	c.ir = &IR{}
+	c.plan = &Plan{}
+	c.modes = map[string]portMode{}
+	c.portIdx = map[string]portIndex{}
+	c.netAll, c.netPorts, c.netRemotes = map[string]set{}, map[string]set{}, map[string]set{}
+	c.sgPorts, c.groupMems = map[string]set{}, map[string]set{}
+	c.sgKeys, c.groupKeys = map[string][]conjKey{}, map[string][]conjKey{}
+	c.conjIDs = map[conjKey]uint32{}
+	c.units = map[unitKey]*unitState{}
+	c.entries = map[FlowKey]*entry{}
+	c.origins = map[uint64]*originRef{}
+	c.started = false
+}
+
+func (l NodeLayout) validate() error {
+	var errs []error
+	need := func(name, bridge string) {
+		if l.OFPorts[name] <= 0 {
+			errs = append(errs, fmt.Errorf("node layout: no ofport for %s on %s: run `offlane node apply` and read the ports back from OVSDB", name, bridge))
+		}
+	}
+	if l.IntegrationBridge == "" {
+		errs = append(errs, errors.New("node layout: integration_bridge is empty"))
+	}
+	if l.Datapath != "netdev" && l.Datapath != "system" {
+		errs = append(errs, fmt.Errorf("node layout: datapath %q: want netdev or system", l.Datapath))
+	}
+	if l.TunnelBridge != "" {
+		need(PatchTun, l.IntegrationBridge)
+		need(PatchInt, l.TunnelBridge)
+		for _, t := range l.TunnelTypes {
+			if !IsTunnel(t) {
+				errs = append(errs, fmt.Errorf("node layout: tunnel type %q: want vxlan, geneve or gre", t))
+				continue
+			}
+			need(TunnelPort(t), l.TunnelBridge)
+		}
+		if !l.TunnelLocalIP.IsValid() {
+			errs = append(errs, errors.New("node layout: tunnel bridge without tunnel_local_ip"))
+		}
+	}
+	for _, pn := range sortedKeys(l.PhysnetBridges) {
+		br := l.PhysnetBridges[pn]
+		need(IntPatch(br), l.IntegrationBridge)
+		need(PhyPatch(br), br)
+		if up := l.PhysnetUplinks[pn]; up != "" {
+			need(up, br)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Result is a full compile: the flows sorted by bridge, table, priority (highest
+// first) and match, the origin of every cookie, the ports waiting for an ofport, and
+// the conflicts found.
+type Result struct {
+	Flows     []Flow            `json:"flows"`
+	Origins   map[uint64]Origin `json:"-"`
+	Unbound   []string          `json:"unbound"`
+	Conflicts []Conflict        `json:"conflicts"`
+}
+
+// Compile is a one-shot full compile.
+func Compile(layout NodeLayout, ir *IR, plan *Plan, opts ...CompilerOption) (*Result, error) {
+	c, err := NewCompiler(layout, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Update(ir, plan); err != nil {
+		return nil, err
+	}
+	return &Result{Flows: c.Flows(), Origins: c.Origins(), Unbound: c.Unbound(), Conflicts: c.Conflicts()}, nil
+}
+
+// Update brings the compiled flows to (ir, plan) and returns what changed; the first
+// Update compiles everything (Delta.Add holds every flow). ir and plan are kept (not
+// copied) until the next Update: don't change them in place (IR.Clone, Plan.With).
+// On error nothing changes.
+func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
+	if ir == nil {
+		return nil, errors.New("compile: nil IR")
+	}
+	if plan == nil {
+		plan = &Plan{}
+	}
+	if plan != c.plan {
+		if err := checkPlanOrder(plan); err != nil {
+			return nil, err
+		}
+	}
+	d := newDirty()
+	if !c.started {
+		d.unit(unitKey{KindNode, nodeOriginID})
+		c.started = true
+		// about 18 flows per local port, 2 per address-set member: size the maps once
+		c.entries = make(map[FlowKey]*entry, 18*len(ir.Ports)+2*len(ir.Members)+64)
+		c.units = make(map[unitKey]*unitState, len(ir.Ports)+len(ir.RemotePorts)+len(ir.Members)+len(ir.Segments)+len(ir.SecurityGroups)+1)
+	}
+	old, oldPlan := c.ir, c.plan
+	c.ir, c.plan = ir, plan
+
+	modeCheck := set{}
+	diffMaps(old.Segments, ir.Segments, (*Segment).equal, func(id string, o, n *Segment) {
+		d.unit(unitKey{KindNetwork, id})
+		for pid := range c.netAll[id] {
+			modeCheck[pid] = struct{}{}
+			d.unit(unitKey{KindPort, pid})
+		}
+		for rid := range c.netRemotes[id] {
+			d.unit(unitKey{KindRemotePort, rid})
+		}
+	})
+	diffMaps(old.Ports, ir.Ports, (*Port).equal, func(id string, o, n *Port) {
+		modeCheck[id] = struct{}{}
+		d.unit(unitKey{KindPort, id})
+		if o != nil {
+			setDel(c.netAll, o.NetworkID, id)
+		}
+		if n != nil {
+			setAdd(c.netAll, n.NetworkID, id)
+		}
+	})
+	if plan != oldPlan {
+		planChanges(oldPlan, plan, func(id string) { modeCheck[id] = struct{}{} })
+	}
+	sgUse := set{}
+	for id := range modeCheck {
+		c.reindexPort(id, d, sgUse)
+	}
+	diffMaps(old.RemotePorts, ir.RemotePorts, (*RemotePort).equal, func(id string, o, n *RemotePort) {
+		d.unit(unitKey{KindRemotePort, id})
+		if o != nil {
+			setDel(c.netRemotes, o.NetworkID, id)
+			d.unit(unitKey{KindNetwork, o.NetworkID})
+		}
+		if n != nil {
+			setAdd(c.netRemotes, n.NetworkID, id)
+			d.unit(unitKey{KindNetwork, n.NetworkID})
+		}
+	})
+	diffMaps(old.SecurityGroups, ir.SecurityGroups, (*SecurityGroup).equal, func(id string, o, n *SecurityGroup) {
+		sgUse[id] = struct{}{}
+		d.unit(unitKey{KindSecurityGroup, id})
+	})
+	diffMaps(old.Members, ir.Members, (*Member).equal, func(id string, o, n *Member) {
+		d.unit(unitKey{KindAddress, id})
+		if o != nil {
+			for _, g := range o.Groups {
+				setDel(c.groupMems, g, id)
+			}
+		}
+		if n != nil {
+			for _, g := range n.Groups {
+				setAdd(c.groupMems, g, id)
+			}
+		}
+	})
+
+	// Conjunctions of the groups whose rules or use changed.
+	keysChanged := false
+	for sg := range sgUse {
+		var nk []conjKey
+		if g := ir.SecurityGroups[sg]; g != nil && len(c.sgPorts[sg]) > 0 {
+			nk = groupConjKeys(g)
+		}
+		ok := c.sgKeys[sg]
+		if slices.Equal(ok, nk) {
+			continue
+		}
+		keysChanged = true
+		d.unit(unitKey{KindSecurityGroup, sg})
+		for pid := range c.sgPorts[sg] {
+			d.unit(unitKey{KindPort, pid})
+		}
+		for _, k := range ok {
+			if k.group != "" {
+				c.groupKeys[k.group] = slices.DeleteFunc(c.groupKeys[k.group], func(x conjKey) bool { return x == k })
+				if len(c.groupKeys[k.group]) == 0 {
+					delete(c.groupKeys, k.group)
+				}
+				for m := range c.groupMems[k.group] {
+					d.unit(unitKey{KindAddress, m})
+				}
+			}
+		}
+		for _, k := range nk {
+			if k.group != "" {
+				c.groupKeys[k.group] = append(c.groupKeys[k.group], k)
+				slices.SortFunc(c.groupKeys[k.group], compareConjKey)
+				for m := range c.groupMems[k.group] {
+					d.unit(unitKey{KindAddress, m})
+				}
+			}
+		}
+		if nk == nil {
+			delete(c.sgKeys, sg)
+		} else {
+			c.sgKeys[sg] = nk
+		}
+	}
+	if keysChanged {
+		ids := allocateConjIDs(c.sgKeys)
+		for k, id := range c.conjIDs {
+			if nid, ok := ids[k]; ok && nid != id {
+				// A hash collision moved a surviving conjunction's ID: rare; recompile all.
+				return c.rebuild(ir, plan), nil
+			}
+		}
+		c.conjIDs = ids
+	}
+	return c.apply(d), nil
+}
+
+// reindexPort re-evaluates a local port's mode and its place in the indexes.
+func (c *Compiler) reindexPort(id string, d *dirty, sgUse set) {
+	prev := c.portIdx[id]
+	if prev.compiled {
+		setDel(c.netPorts, prev.net, id)
+		d.unit(unitKey{KindNetwork, prev.net})
+	}
+	for _, sg := range prev.sgs {
+		setDel(c.sgPorts, sg, id)
+		sgUse[sg] = struct{}{}
+	}
+	p := c.ir.Ports[id]
+	m := c.mode(p)
+	if m != c.modes[id] {
+		d.unit(unitKey{KindPort, id})
+	}
+	if !m.compiled {
+		delete(c.modes, id)
+		delete(c.portIdx, id)
+		return
+	}
+	c.modes[id] = m
+	idx := portIndex{net: p.NetworkID, compiled: true}
+	setAdd(c.netPorts, p.NetworkID, id)
+	d.unit(unitKey{KindNetwork, p.NetworkID})
+	if m.sg {
+		idx.sgs = p.SecurityGroups
+		for _, sg := range p.SecurityGroups {
+			setAdd(c.sgPorts, sg, id)
+			sgUse[sg] = struct{}{}
+		}
+	}
+	c.portIdx[id] = idx
+}
+
+func (c *Compiler) mode(p *Port) portMode {
+	if p == nil || p.OFPort <= 0 || c.ir.Segments[p.NetworkID] == nil {
+		return portMode{}
+	}
+	pp := c.plan.Port(p.ID)
+	if pp == nil || pp.Backend(FeatureL2) != BackendOpenFlow {
+		return portMode{}
+	}
+	m := portMode{compiled: true, filtered: pp.Backend(FeaturePortSecurity) == BackendOpenFlow}
+	m.sg = m.filtered && pp.Backend(FeatureSecurityGroups) == BackendOpenFlow
+	return m
+}
+
+// groupConjKeys are the conjunctions of a group's rules, sorted.
+func groupConjKeys(g *SecurityGroup) []conjKey {
+	var out []conjKey
+	for _, r := range g.Rules {
+		out = append(out, conjKey{sg: g.ID, dir: r.Direction, group: r.RemoteGroupID})
+	}
+	slices.SortFunc(out, compareConjKey)
+	return slices.Compact(out)
+}
+
+func compareConjKey(a, b conjKey) int {
+	if c := strings.Compare(a.sg, b.sg); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.dir, b.dir); c != 0 {
+		return c
+	}
+	return strings.Compare(a.group, b.group)
+}
+
+// allocateConjIDs gives each conjunction a 32-bit ID: a hash of its key, probing
+// upwards on collision in key order, so IDs depend only on the set of keys.
+func allocateConjIDs(sgKeys map[string][]conjKey) map[conjKey]uint32 {
+	var keys []conjKey
+	for _, ks := range sgKeys {
+		keys = append(keys, ks...)
+	}
+	slices.SortFunc(keys, compareConjKey)
+	out := make(map[conjKey]uint32, len(keys))
+	used := make(map[uint32]bool, len(keys))
+	for _, k := range keys {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(k.sg + "\x00" + k.dir + "\x00" + k.group))
+		id := h.Sum32()
+		for id == 0 || used[id] {
+			id++
+		}
+		used[id] = true
+		out[k] = id
+	}
+	return out
+}
+
+// dirty is the set of units to recompile.
+type dirty struct{ units map[unitKey]struct{} }
+
+func newDirty() *dirty { return &dirty{units: map[unitKey]struct{}{}} }
+
+func (d *dirty) unit(u unitKey) { d.units[u] = struct{}{} }
+
+// diffMaps calls fn for every key whose value was added, removed or changed.
+func diffMaps[V comparable](old, cur map[string]V, equal func(V, V) bool, fn func(id string, o, n V)) {
+	var zero V
+	added := false
+	for id, n := range cur {
+		o, ok := old[id]
+		if !ok {
+			added = true
+			fn(id, zero, n)
+		} else if o != n && !equal(o, n) {
+			fn(id, o, n)
+		}
+	}
+	if !added && len(old) == len(cur) {
+		return // every old key is still there
+	}
+	for id, o := range old {
+		if _, ok := cur[id]; !ok {
+			fn(id, o, zero)
+		}
+	}
+}
+
+func checkPlanOrder(p *Plan) error {
+	for i := 1; i < len(p.Ports); i++ {
+		if p.Ports[i-1].PortID >= p.Ports[i].PortID {
+			return fmt.Errorf("compile: plan ports not sorted by port_id at %q: build plans with PlanNode / Plan.With", p.Ports[i].PortID)
+		}
+	}
+	return nil
+}
+
+// planChanges calls fn for each port whose plan differs between a and b (both sorted).
+func planChanges(a, b *Plan, fn func(id string)) {
+	i, j := 0, 0
+	for i < len(a.Ports) || j < len(b.Ports) {
+		switch {
+		case j >= len(b.Ports) || i < len(a.Ports) && a.Ports[i].PortID < b.Ports[j].PortID:
+			fn(a.Ports[i].PortID)
+			i++
+		case i >= len(a.Ports) || b.Ports[j].PortID < a.Ports[i].PortID:
+			fn(b.Ports[j].PortID)
+			j++
+		default:
+			if !slices.Equal(a.Ports[i].Decisions, b.Ports[j].Decisions) || a.Ports[i].NetworkID != b.Ports[j].NetworkID {
+				fn(a.Ports[i].PortID)
+			}
+			i++
+			j++
+		}
+	}
+}
+
+// apply recompiles the dirty units and merges their flows, returning the delta.
+func (c *Compiler) apply(d *dirty) *Delta {
+	c.gen++
+	gen := c.gen
+	touched := make([]*entry, 0, 16*len(d.units))
+	touch := func(e *entry) {
+		if e.stamp != gen {
+			e.stamp, e.was = gen, e.merged
+			touched = append(touched, e)
+		}
+	}
+	for u := range d.units {
+		var em *emitter
+		switch u.kind {
+		case KindNode:
+			em = c.nodeFlows()
+		case KindNetwork:
+			em = c.segmentFlows(u.id)
+		case KindPort:
+			em = c.portFlows(u.id)
+		case KindRemotePort:
+			em = c.remoteFlows(u.id)
+		case KindSecurityGroup:
+			em = c.sgFlows(u.id)
+		case KindAddress:
+			em = c.memberFlows(u.id)
+		}
+		if old := c.units[u]; old != nil {
+			for i := range old.flows {
+				e := old.entries[i]
+				touch(e)
+				e.remove(&old.flows[i])
+			}
+			for _, o := range old.origins {
+				c.originDel(o)
+			}
+			delete(c.units, u)
+		}
+		if em == nil || len(em.flows) == 0 {
+			continue
+		}
+		st := &unitState{flows: em.flows, origins: em.origins, entries: make([]*entry, len(em.flows))}
+		c.units[u] = st
+		for _, o := range st.origins {
+			c.originAdd(o)
+		}
+		for i := range st.flows {
+			f := &st.flows[i]
+			k := f.Key()
+			e := c.entries[k]
+			if e == nil {
+				e = &entry{key: k}
+				c.entries[k] = e
+			}
+			touch(e)
+			e.add(f)
+			st.entries[i] = e
+		}
+	}
+	delta := &Delta{}
+	for _, e := range touched {
+		var now *Flow
+		if e.first == nil {
+			delete(c.entries, e.key)
+			e.merged = nil
+		} else {
+			e.merged, e.conflict = merge(e.first, e.more)
+			now = e.merged
+		}
+		was := e.was
+		e.was = nil
+		switch {
+		case was == nil && now != nil:
+			delta.Add = append(delta.Add, *now)
+		case was != nil && now == nil:
+			delta.Delete = append(delta.Delete, *was)
+		case was != nil && now != nil && (was.Cookie != now.Cookie || was.Actions != now.Actions):
+			delta.Modify = append(delta.Modify, *now)
+		}
+	}
+	return delta
+}
+
+// rebuild recompiles everything from scratch and returns the delta from the previous
+// flows.
+func (c *Compiler) rebuild(ir *IR, plan *Plan) *Delta {
+	prev := make(map[FlowKey]Flow, len(c.entries))
+	for k, e := range c.entries {
+		prev[k] = *e.merged
+	}
+	c.reset()
+	full, _ := c.Update(ir, plan) // cannot fail: ir and plan were checked
+	delta := &Delta{}
+	for _, f := range full.Add {
+		if p, ok := prev[f.Key()]; !ok {
+			delta.Add = append(delta.Add, f)
+		} else if p.Cookie != f.Cookie || p.Actions != f.Actions {
+			delta.Modify = append(delta.Modify, f)
+		}
+		delete(prev, f.Key())
+	}
+	for _, f := range prev {
+		delta.Delete = append(delta.Delete, f)
+	}
+	sortFlows(delta.Add)
+	sortFlows(delta.Modify)
+	sortFlows(delta.Delete)
+	return delta
+}
+
+// merge combines the flows several units produced with one key: conjunction clauses
+// are united (OVS wants one flow per match and priority), identical flows deduplicated.
+// Anything else is a conflict (e.g. two ports with one MAC on one network): the flow
+// with the lowest cookie wins, deterministically.
+func merge(first *Flow, more []*Flow) (*Flow, bool) {
+	if len(more) == 0 {
+		return first, false
+	}
+	fs := append([]*Flow{first}, more...)
+	best := fs[0]
+	allConj, same := true, true
+	for _, f := range fs {
+		if f.Cookie < best.Cookie || f.Cookie == best.Cookie && f.Actions < best.Actions {
+			best = f
+		}
+		if !strings.HasPrefix(f.Actions, "conjunction(") {
+			allConj = false
+		}
+		if f.Actions != fs[0].Actions {
+			same = false
+		}
+	}
+	if same {
+		return best, false
+	}
+	if !allConj {
+		return best, true
+	}
+	var acts []string
+	for _, f := range fs {
+		acts = append(acts, splitConj(f.Actions)...)
+	}
+	m := *best
+	m.Actions = joinActions(sortConj(acts)...)
+	return &m, false
+}
+
+// splitConj splits "conjunction(1,1/2),conjunction(7,1/3)" into its actions.
+func splitConj(s string) []string {
+	var out []string
+	for s != "" {
+		i := strings.Index(s, ")")
+		if i < 0 {
+			return append(out, s)
+		}
+		out = append(out, s[:i+1])
+		s = strings.TrimPrefix(s[i+1:], ",")
+	}
+	return out
+}
+
+func (c *Compiler) originAdd(o Origin) {
+	ck := CookieFor(o.Kind, o.ID)
+	r := c.origins[ck]
+	if r == nil {
+		c.origins[ck] = &originRef{o: o, n: 1}
+		return
+	}
+	if r.o != o && !slices.Contains(r.collision, o) {
+		r.collision = append(r.collision, o)
+	}
+	r.n++
+}
+
+func (c *Compiler) originDel(o Origin) {
+	ck := CookieFor(o.Kind, o.ID)
+	r := c.origins[ck]
+	if r == nil {
+		return
+	}
+	r.n--
+	if r.n <= 0 {
+		delete(c.origins, ck)
+	}
+}
+
+// Flows returns every flow, sorted by bridge, table, priority (highest first), match.
+func (c *Compiler) Flows() []Flow {
+	out := make([]Flow, 0, len(c.entries))
+	for _, e := range c.entries {
+		out = append(out, *e.merged)
+	}
+	sortFlows(out)
+	return out
+}
+
+// Len is the number of flows.
+func (c *Compiler) Len() int { return len(c.entries) }
+
+// SortFlows sorts flows by bridge, table, priority (highest first) and match, the
+// order of Compiler.Flows and of `ovs-ofctl dump-flows` per table.
+func SortFlows(fs []Flow) { slices.SortFunc(fs, compareFlows) }
+
+func sortFlows(fs []Flow) { SortFlows(fs) }
+
+// compareFlows orders by bridge, table, priority (highest first), match.
+func compareFlows(a, b Flow) int {
+	if c := strings.Compare(a.Bridge, b.Bridge); c != 0 {
+		return c
+	}
+	if a.Table != b.Table {
+		return int(a.Table) - int(b.Table)
+	}
+	if a.Priority != b.Priority {
+		return int(b.Priority) - int(a.Priority)
+	}
+	return strings.Compare(a.Match, b.Match)
+}
+
+// Origin returns the object a cookie stands for.
+func (c *Compiler) Origin(cookie uint64) (Origin, bool) {
+	r := c.origins[cookie]
+	if r == nil {
+		return Origin{}, false
+	}
+	return r.o, true
+}
+
+// Origins returns the cookie → origin table of the current flows (for explain).
+func (c *Compiler) Origins() map[uint64]Origin {
+	out := make(map[uint64]Origin, len(c.origins))
+	for k, r := range c.origins {
+		out[k] = r.o
+	}
+	return out
+}
+
+// Unbound lists the local ports planned for OpenFlow that have no ofport yet (sorted):
+// they get flows once the applier reports their ofport.
+func (c *Compiler) Unbound() []string {
+	var out []string
+	for id, p := range c.ir.Ports {
+		if p.OFPort <= 0 {
+			if pp := c.plan.Port(id); pp != nil && pp.Backend(FeatureL2) == BackendOpenFlow {
+				out = append(out, id)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Conflict is a flow key several objects claimed with different actions (the lowest
+// cookie won), or a cookie two objects hash to.
+type Conflict struct {
+	Flow    *FlowKey `json:"flow,omitempty"`
+	Cookie  uint64   `json:"cookie,omitempty"`
+	Origins []Origin `json:"origins"`
+}
+
+func (cf Conflict) String() string {
+	var names []string
+	for _, o := range cf.Origins {
+		names = append(names, o.String())
+	}
+	if cf.Flow != nil {
+		return fmt.Sprintf("%s table %d priority %d %q claimed by %s", cf.Flow.Bridge, cf.Flow.Table, cf.Flow.Priority, cf.Flow.Match, strings.Join(names, ", "))
+	}
+	return fmt.Sprintf("cookie %#x shared by %s", cf.Cookie, strings.Join(names, ", "))
+}
+
+// Conflicts lists the conflicts of the current flows, sorted.
+func (c *Compiler) Conflicts() []Conflict {
+	var out []Conflict
+	for k, e := range c.entries {
+		if !e.conflict {
+			continue
+		}
+		k := k
+		cf := Conflict{Flow: &k}
+		for _, f := range e.contribs() {
+			if o, ok := c.Origin(f.Cookie); ok && !slices.Contains(cf.Origins, o) {
+				cf.Origins = append(cf.Origins, o)
+			}
+		}
+		slices.SortFunc(cf.Origins, func(a, b Origin) int {
+			if a.Kind != b.Kind {
+				return int(a.Kind) - int(b.Kind)
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		out = append(out, cf)
+	}
+	for ck, r := range c.origins {
+		if len(r.collision) > 0 {
+			out = append(out, Conflict{Cookie: ck, Origins: append([]Origin{r.o}, r.collision...)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// FlowsFrom returns the current flows whose cookie is one of the origins', sorted (a
+// scan of every flow: for explain, not for hot paths). A flow merged from several
+// objects carries the lowest cookie among them, so it is listed under that one only.
+func (c *Compiler) FlowsFrom(origins ...Origin) []Flow {
+	want := make(map[uint64]bool, len(origins))
+	for _, o := range origins {
+		want[CookieFor(o.Kind, o.ID)] = true
+	}
+	var out []Flow
+	for _, e := range c.entries {
+		if want[e.merged.Cookie] {
+			out = append(out, *e.merged)
+		}
+	}
+	SortFlows(out)
+	return out
+}
+
+// PortOrigins are the objects whose flows make up a local port's dataplane: the port,
+// its network, its security groups and their rules (for explain).
+func (c *Compiler) PortOrigins(id string) []Origin {
+	p := c.ir.Ports[id]
+	if p == nil {
+		return nil
+	}
+	out := []Origin{{KindPort, id}, {KindNetwork, p.NetworkID}}
+	for _, sg := range p.SecurityGroups {
+		out = append(out, Origin{KindSecurityGroup, sg})
+		if g := c.ir.SecurityGroups[sg]; g != nil {
+			for _, r := range g.Rules {
+				out = append(out, Origin{KindRule, r.ID})
+			}
+		}
+	}
+	return out
+}
+
+// IR returns the IR of the last Update.
+func (c *Compiler) IR() *IR { return c.ir }
+
+// Layout returns the compiler's node layout.
+func (c *Compiler) Layout() NodeLayout { return c.layout }
+
+// With returns a copy of the plan with pp added or replaced (kept sorted).
+func (p *Plan) With(pp PortPlan) *Plan {
+	n := &Plan{Host: p.Host, Datapath: p.Datapath, Ports: make([]PortPlan, 0, len(p.Ports)+1)}
+	i := sort.Search(len(p.Ports), func(i int) bool { return p.Ports[i].PortID >= pp.PortID })
+	n.Ports = append(n.Ports, p.Ports[:i]...)
+	n.Ports = append(n.Ports, pp)
+	if i < len(p.Ports) && p.Ports[i].PortID == pp.PortID {
+		i++
+	}
+	n.Ports = append(n.Ports, p.Ports[i:]...)
+	return n
+}
+
+// Without returns a copy of the plan without the port.
+func (p *Plan) Without(id string) *Plan {
+	n := &Plan{Host: p.Host, Datapath: p.Datapath, Ports: make([]PortPlan, 0, len(p.Ports))}
+	for _, pp := range p.Ports {
+		if pp.PortID != id {
+			n.Ports = append(n.Ports, pp)
+		}
+	}
+	return n
+}
