@@ -80,7 +80,7 @@ func TestDetectLive(t *testing.T) {
 		t.Errorf("no recommendation: %q %v", e.RecommendedMode, e.Reasons)
 	}
 	online, _ := os.ReadFile("/sys/devices/system/cpu/online")
-	cpus, _ := parseCPUList(string(online))
+	cpus, _ := ParseCPUList(string(online))
 	eq(t, "online cpus", formatCPUList(n.CPUs.Online), formatCPUList(cpus))
 	host, _ := os.Hostname()
 	eq(t, "hostname", n.Hostname, host)

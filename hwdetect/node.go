@@ -53,7 +53,7 @@ func (r nodeReader) cpuList(name string) []int {
 	if err != nil {
 		return []int{}
 	}
-	l, err := parseCPUList(s)
+	l, err := ParseCPUList(s)
 	if err != nil {
 		r.log.Debug("unreadable cpu list", zap.String("path", name), zap.Error(err))
 		return []int{}
@@ -76,7 +76,7 @@ func (r nodeReader) cpus(params []string) CPUs {
 	}
 	if len(c.NohzFull) == 0 {
 		if v, ok := cmdlineValue(params, "nohz_full"); ok {
-			if l, err := parseCPUList(v); err == nil {
+			if l, err := ParseCPUList(v); err == nil {
 				c.NohzFull = l
 			}
 		}

@@ -14,10 +14,11 @@ import (
 // a corrupt capture cannot make detection allocate without limit.
 const maxCPU = 8191
 
-// parseCPUList parses the kernel's cpulist format ("0-3,8,10-11", "0-7:2/4", "" or
+// ParseCPUList parses the kernel's cpulist format ("0-3,8,10-11", "0-7:2/4", "" or
 // "\n" for none), as in /sys/devices/system/cpu/online and isolcpus=. The result is
-// sorted and without duplicates.
-func parseCPUList(s string) ([]int, error) {
+// sorted and without duplicates. It is the one CPU-list parser of the project (node
+// configs use it too).
+func ParseCPUList(s string) ([]int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return []int{}, nil
@@ -90,11 +91,16 @@ func parseCPU(s string) (int, error) {
 	return n, nil
 }
 
-// formatCPUList is the inverse of parseCPUList for sorted input: "0-3,8".
+// formatCPUList is FormatCPUList for display: "-" for none.
 func formatCPUList(cpus []int) string {
 	if len(cpus) == 0 {
 		return "-"
 	}
+	return FormatCPUList(cpus)
+}
+
+// FormatCPUList is the inverse of ParseCPUList for sorted input: "0-3,8" ("" for none).
+func FormatCPUList(cpus []int) string {
 	var b strings.Builder
 	for i := 0; i < len(cpus); {
 		j := i
@@ -176,7 +182,7 @@ func parseIsolcpus(v string) ([]int, error) {
 		}
 		keep = append(keep, tok)
 	}
-	return parseCPUList(strings.Join(keep, ","))
+	return ParseCPUList(strings.Join(keep, ","))
 }
 
 // parseKernelConfig reads a kernel config ("CONFIG_X=y", "# CONFIG_X is not set").

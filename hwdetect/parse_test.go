@@ -32,9 +32,9 @@ func TestParseCPUList(t *testing.T) {
 		{"0:1/2", nil, true},
 		{"0-7:3/2", nil, true},
 	} {
-		got, err := parseCPUList(tc.in)
+		got, err := ParseCPUList(tc.in)
 		if (err != nil) != tc.err || (!tc.err && !slices.Equal(got, tc.want)) {
-			t.Errorf("parseCPUList(%q) = %v, %v; want %v, err %v", tc.in, got, err, tc.want, tc.err)
+			t.Errorf("ParseCPUList(%q) = %v, %v; want %v, err %v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
 	eq(t, "format", formatCPUList([]int{0, 1, 2, 3, 8, 10, 11}), "0-3,8,10-11")
@@ -136,17 +136,17 @@ func FuzzParseCPUList(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		l, err := parseCPUList(s)
+		l, err := ParseCPUList(s)
 		if err != nil {
 			return
 		}
 		if !slices.IsSorted(l) || len(slices.Compact(slices.Clone(l))) != len(l) {
-			t.Fatalf("parseCPUList(%q) = %v: not sorted/unique", s, l)
+			t.Fatalf("ParseCPUList(%q) = %v: not sorted/unique", s, l)
 		}
 		if len(l) == 0 {
 			return
 		}
-		again, err := parseCPUList(formatCPUList(l))
+		again, err := ParseCPUList(formatCPUList(l))
 		if err != nil || !slices.Equal(again, l) {
 			t.Fatalf("round trip of %v via %q = %v, %v", l, formatCPUList(l), again, err)
 		}

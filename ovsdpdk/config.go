@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/offlane/offlane/hwdetect"
 )
 
 // NodeConfig is a node's desired OVS layout and settings, as written in node.yaml. The
@@ -137,60 +138,13 @@ func (c *CPUSpec) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ParseCPUList parses a Linux CPU list ("0-3,8,10-11") into sorted unique CPU numbers.
+// ParseCPUList parses a CPU list of a node config in the kernel's format ("0-3,8,10-11")
+// with hwdetect.ParseCPUList; unlike a sysfs file, a config value may not be empty.
 func ParseCPUList(s string) ([]int, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
+	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("empty CPU list")
 	}
-	seen := map[int]bool{}
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(strings.TrimSpace(lo))
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("%q is not a CPU number or range", part)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(strings.TrimSpace(hi)); err != nil || b < a {
-				return nil, fmt.Errorf("%q is not a CPU range", part)
-			}
-		}
-		if b > 4095 {
-			return nil, fmt.Errorf("CPU %d is out of range", b)
-		}
-		for i := a; i <= b; i++ {
-			seen[i] = true
-		}
-	}
-	out := make([]int, 0, len(seen))
-	for i := range seen {
-		out = append(out, i)
-	}
-	sort.Ints(out)
-	return out, nil
-}
-
-// FormatCPUList writes CPUs as a compact list with ranges ("0-3,8").
-func FormatCPUList(cpus []int) string {
-	var b strings.Builder
-	for i := 0; i < len(cpus); {
-		j := i
-		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		if j > i {
-			fmt.Fprintf(&b, "%d-%d", cpus[i], cpus[j])
-		} else {
-			fmt.Fprintf(&b, "%d", cpus[i])
-		}
-		i = j + 1
-	}
-	return b.String()
+	return hwdetect.ParseCPUList(s)
 }
 
 // ConfigError is one problem in a node config: the key (dotted path), the line when

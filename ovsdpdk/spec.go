@@ -296,7 +296,7 @@ func resolveDPDK(spec *NodeSpec, hw *hwdetect.Node, add func(key, msg, fix strin
 	checkCPUs := func(key string, cpus []int) {
 		for _, c := range cpus {
 			if !online[c] {
-				add(key, fmt.Sprintf("CPU %d does not exist or is offline (online: %s)", c, FormatCPUList(hw.CPUs.Online)), "list online CPUs or write auto")
+				add(key, fmt.Sprintf("CPU %d does not exist or is offline (online: %s)", c, hwdetect.FormatCPUList(hw.CPUs.Online)), "list online CPUs or write auto")
 				return
 			}
 		}
@@ -313,7 +313,7 @@ func resolveDPDK(spec *NodeSpec, hw *hwdetect.Node, add func(key, msg, fix strin
 				ints(nicNUMA), why))
 		} else {
 			spec.Derivations = append(spec.Derivations, fmt.Sprintf("dpdk.pmd_cpus: auto → %s: the isolated CPUs on NUMA node(s) %s (%s)",
-				FormatCPUList(spec.PMDCPUs), ints(nicNUMA), why))
+				hwdetect.FormatCPUList(spec.PMDCPUs), ints(nicNUMA), why))
 		}
 	case d.PMDCPUs.CPUs != nil:
 		checkCPUs("dpdk.pmd_cpus", d.PMDCPUs.CPUs)
