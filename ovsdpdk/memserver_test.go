@@ -3,56 +3,19 @@ package ovsdpdk_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/ovn-kubernetes/libovsdb/database/inmemory"
-	"github.com/ovn-kubernetes/libovsdb/model"
-	"github.com/ovn-kubernetes/libovsdb/server"
-
 	"github.com/offlane/offlane/ovsdpdk"
-	"github.com/offlane/offlane/ovsdpdk/vswitchd"
+	"github.com/offlane/offlane/test/lab"
 )
-
-// memServer serves the Open_vSwitch schema from libovsdb's in-memory OVSDB server on a
-// unix socket: the unit-test tier (no root, no OVS); the lab tests run the real one.
-func memServer(t *testing.T) string {
-	t.Helper()
-	clientModel, err := vswitchd.FullDatabaseModel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbModel, errs := model.NewDatabaseModel(vswitchd.Schema(), clientModel)
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	l := logr.Discard()
-	db := inmemory.NewDatabase(map[string]model.ClientDBModel{"Open_vSwitch": clientModel}, &l)
-	srv, err := server.NewOvsdbServer(db, &l, dbModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "db.sock")
-	go func() { _ = srv.Serve("unix", sock) }()
-	t.Cleanup(srv.Close)
-	deadline := time.Now().Add(5 * time.Second)
-	for !srv.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("in-memory ovsdb server not ready")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return "unix:" + sock
-}
 
 func memClient(t *testing.T, batch int) *ovsdpdk.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := ovsdpdk.Connect(ctx, ovsdpdk.Options{Endpoint: memServer(t), BatchSize: batch})
+	c, err := ovsdpdk.Connect(ctx, ovsdpdk.Options{Endpoint: lab.MemOVSDB(t), BatchSize: batch})
 	if err != nil {
 		t.Fatal(err)
 	}

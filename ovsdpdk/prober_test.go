@@ -12,10 +12,11 @@ import (
 
 	"github.com/offlane/offlane/ovsdpdk"
 	"github.com/offlane/offlane/ovsdpdk/vswitchd"
+	"github.com/offlane/offlane/test/lab"
 )
 
 func TestProberReadsOpenvSwitchRow(t *testing.T) {
-	ep := memServer(t)
+	ep := lab.MemOVSDB(t)
 	ctx := ctxT(t, 10*time.Second)
 	// Fill the row as ovs-vswitchd and ovs-ctl would.
 	dbModel, _ := vswitchd.FullDatabaseModel()
@@ -77,7 +78,7 @@ func TestProberUnreachable(t *testing.T) {
 }
 
 func TestProberEmptyDatabase(t *testing.T) {
-	info, err := ovsdpdk.NewProber(memServer(t)).ProbeOVS(ctxT(t, 10*time.Second))
+	info, err := ovsdpdk.NewProber(lab.MemOVSDB(t)).ProbeOVS(ctxT(t, 10*time.Second))
 	if err == nil || !strings.Contains(err.Error(), "no Open_vSwitch row") {
 		t.Fatalf("info %+v err %v, want an error about the missing row", info, err)
 	}

@@ -6,44 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/ovn-kubernetes/libovsdb/database/inmemory"
-	"github.com/ovn-kubernetes/libovsdb/model"
-	"github.com/ovn-kubernetes/libovsdb/server"
-
-	"github.com/offlane/offlane/ovsdpdk/vswitchd"
 	"github.com/offlane/offlane/test/lab"
 )
-
-// memOVSDB serves the Open_vSwitch schema from libovsdb's in-memory server (the
-// no-root tier; TestLabNodeCLI runs the real ovsdb-server + ovs-vswitchd).
-func memOVSDB(t *testing.T) string {
-	t.Helper()
-	clientModel, err := vswitchd.FullDatabaseModel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbModel, errs := model.NewDatabaseModel(vswitchd.Schema(), clientModel)
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	l := logr.Discard()
-	srv, err := server.NewOvsdbServer(inmemory.NewDatabase(map[string]model.ClientDBModel{"Open_vSwitch": clientModel}, &l), &l, dbModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "db.sock")
-	go func() { _ = srv.Serve("unix", sock) }()
-	t.Cleanup(srv.Close)
-	for deadline := time.Now().Add(5 * time.Second); !srv.Ready(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("in-memory ovsdb server not ready")
-		}
-	}
-	return "unix:" + sock
-}
 
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
@@ -64,7 +29,7 @@ tunnel: {local_ip: 10.99.0.1, types: [vxlan]}
 `
 
 func TestNodePlanApplyCLI(t *testing.T) {
-	cfg := writeConfig(t, "ovsdb: "+memOVSDB(t)+"\n"+cliNodeYAML)
+	cfg := writeConfig(t, "ovsdb: "+lab.MemOVSDB(t)+"\n"+cliNodeYAML)
 	code, out, stderr := offlane(t, "node", "plan", "--config", cfg)
 	if code != exitOK {
 		t.Fatalf("plan exit %d: %s", code, stderr)
@@ -100,7 +65,7 @@ func TestNodeDPDKAutoFromCapture(t *testing.T) {
 	if _, err := os.Stat(capture); err != nil {
 		t.Skipf("capture %s not present: %v", capture, err)
 	}
-	cfg := writeConfig(t, "ovsdb: "+memOVSDB(t)+"\ndatapath: netdev\ndpdk: {enabled: true, socket_mem: auto, pmd_cpus: auto, lcore_cpus: auto}\n")
+	cfg := writeConfig(t, "ovsdb: "+lab.MemOVSDB(t)+"\ndatapath: netdev\ndpdk: {enabled: true, socket_mem: auto, pmd_cpus: auto, lcore_cpus: auto}\n")
 	code, out, stderr := offlane(t, "node", "plan", "--config", cfg, "--hw-from", capture)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
