@@ -131,13 +131,13 @@ func NormalizeMatch(m string) string {
 	var out []string
 	var vlanVal, vlanMask uint64
 	for _, tok := range splitTop(m) {
-		tok = strings.TrimSpace(tok)
+		tok = strings.Trim(tok, asciiSpace)
 		if tok == "" {
 			continue
 		}
 		name, val, hasVal := strings.Cut(tok, "=")
-		name = strings.ToLower(strings.TrimSpace(name))
-		val = strings.TrimSpace(val)
+		name = strings.ToLower(strings.Trim(name, asciiSpace))
+		val = strings.Trim(val, asciiSpace)
 		if !hasVal {
 			if p, ok := protoShorthands[name]; ok {
 				out = append(out, "dl_type="+hex(uint64(p[0])))
@@ -536,7 +536,7 @@ var setFieldKinds = func() map[string]fieldInfo {
 func NormalizeActions(actions, match string) string {
 	var out []string
 	for _, a := range splitTop(actions) {
-		a = strings.Join(strings.Fields(a), "")
+		a = dropASCIISpace(a)
 		if a == "" {
 			continue
 		}
@@ -546,6 +546,27 @@ func NormalizeActions(actions, match string) string {
 		return "drop"
 	}
 	return strings.Join(out, ",")
+}
+
+// asciiSpace is the white space ovs-ofctl's flow syntax knows. Unicode spacing (NEL,
+// NBSP) is not white space there, and treating it as such made normalising
+// non-idempotent: dropping the space in "\xc2 \x85" forms U+0085 (found by
+// FuzzNormalizeMatch).
+const asciiSpace = " \t\r\n\v\f"
+
+// dropASCIISpace removes every ASCII white space byte from s, leaving other bytes (valid
+// UTF-8 or not) as they are.
+func dropASCIISpace(s string) string {
+	if !strings.ContainsAny(s, asciiSpace) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(asciiSpace, s[i]) < 0 {
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
 }
 
 func canonAction(a, match string) []string {
