@@ -20,6 +20,10 @@ type Snapshot struct {
 	Networks       []controlplane.Network
 	Ports          []controlplane.Port
 	SecurityGroups []controlplane.SecurityGroup
+	Subnets        []controlplane.Subnet
+	Routers        []controlplane.Router
+	FloatingIPs    []controlplane.FloatingIP
+	QoSPolicies    []controlplane.QoSPolicy
 }
 
 // BuildInput is everything Build needs besides the snapshot.
@@ -59,7 +63,8 @@ func Build(in BuildInput) (*IR, error) {
 	}
 
 	ir := &IR{Host: in.Host, Segments: map[string]*Segment{}, Ports: map[string]*Port{},
-		RemotePorts: map[string]*RemotePort{}, SecurityGroups: map[string]*SecurityGroup{}, Members: map[string]*Member{}}
+		RemotePorts: map[string]*RemotePort{}, SecurityGroups: map[string]*SecurityGroup{}, Members: map[string]*Member{},
+		Subnets: map[string]*Subnet{}, Routers: map[string]*Router{}, FloatingIPs: map[string]*FloatingIP{}, QoSPolicies: map[string]*QoSPolicy{}}
 
 	// Local ports and their segments.
 	for i := range in.Snapshot.Ports {

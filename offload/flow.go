@@ -83,18 +83,23 @@ type Kind uint8
 
 // Origin kinds.
 const (
-	KindNode          Kind = 1 // the fixed pipeline (table misses, conntrack plumbing)
-	KindNetwork       Kind = 2 // a segment: VLAN/VNI translation, flooding, tunnel ingress
-	KindPort          Kind = 3 // a local port: classification, port security, L2 entry, SG binding
-	KindRemotePort    Kind = 4 // a port on another host: L2 population, ARP responder
-	KindSecurityGroup Kind = 5 // a group's conjunction (conj_id) flows
-	KindRule          Kind = 6 // a security group rule's match flows
-	KindAddress       Kind = 7 // a port's addresses in remote-group address sets
+	KindNode          Kind = 1  // the fixed pipeline (table misses, conntrack plumbing)
+	KindNetwork       Kind = 2  // a segment: VLAN/VNI translation, flooding, tunnel ingress
+	KindPort          Kind = 3  // a local port: classification, port security, L2 entry, SG binding
+	KindRemotePort    Kind = 4  // a port on another host: L2 population, ARP responder
+	KindSecurityGroup Kind = 5  // a group's conjunction (conj_id) flows
+	KindRule          Kind = 6  // a security group rule's match flows
+	KindAddress       Kind = 7  // a port's addresses in remote-group address sets
+	KindRouter        Kind = 8  // a router: gateway ARP/ND answers, routes, SNAT
+	KindFloatingIP    Kind = 9  // a floating IP: its ARP answer and 1:1 NAT
+	KindQoS           Kind = 10 // a port's QoS: meters, DSCP marking (ID = the port ID)
+	KindDHCP          Kind = 11 // a network's DHCP plumbing
 )
 
 var kindNames = map[Kind]string{KindNode: "node", KindNetwork: "network", KindPort: "port",
 	KindRemotePort: "remote-port", KindSecurityGroup: "security-group", KindRule: "security-group-rule",
-	KindAddress: "address"}
+	KindAddress: "address", KindRouter: "router", KindFloatingIP: "floating-ip", KindQoS: "qos",
+	KindDHCP: "dhcp"}
 
 func (k Kind) String() string {
 	if s, ok := kindNames[k]; ok {

@@ -48,6 +48,16 @@ type IR struct {
 	// Members are the ports anywhere in the cloud that belong to a group some rule of
 	// SecurityGroups names as its remote group, by port ID: the address sets.
 	Members map[string]*Member `json:"members"`
+	// Subnets are the subnets of the node's segments, by ID.
+	Subnets map[string]*Subnet `json:"subnets"`
+	// Routers are the routers with an interface on one of the node's segments, by ID.
+	// Their interface networks and external network are in Segments too (a router on
+	// this node reaches every network it is attached to, as Neutron's DVR does).
+	Routers map[string]*Router `json:"routers"`
+	// FloatingIPs are the associated floating IPs of Routers, by ID.
+	FloatingIPs map[string]*FloatingIP `json:"floating_ips"`
+	// QoSPolicies are the policies local ports use (Port.QoSPolicyID), by ID.
+	QoSPolicies map[string]*QoSPolicy `json:"qos_policies"`
 	// Warnings are inconsistencies Build tolerated (e.g. a host without a known VTEP).
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -63,6 +73,8 @@ type Segment struct {
 	// (1..4094), allocated stably: see AllocateLocalVLANs.
 	LocalVLAN uint16 `json:"local_vlan"`
 	MTU       int    `json:"mtu"`
+	// External is router:external: a router gateway network.
+	External bool `json:"external,omitempty"`
 }
 
 // AddressPair is an allowed address pair: a MAC (the port's own when the pair gave
@@ -89,6 +101,10 @@ type Port struct {
 	DeviceOwner    string        `json:"device_owner"`
 	// PCISlot is binding:profile pci_slot (SR-IOV ports): the VF the port uses.
 	PCISlot string `json:"pci_slot,omitempty"`
+	// QoSPolicyID is the effective QoS policy: the port's qos_policy_id, else its
+	// network's; "" for none. Router and DHCP ports (device_owner network:*) get none,
+	// as in Neutron.
+	QoSPolicyID string `json:"qos_policy_id,omitempty"`
 }
 
 // RemotePort is a port on another host of one of this node's segments.
@@ -155,6 +171,10 @@ func (ir *IR) Clone() *IR {
 	n.RemotePorts = cloneMap(ir.RemotePorts)
 	n.SecurityGroups = cloneMap(ir.SecurityGroups)
 	n.Members = cloneMap(ir.Members)
+	n.Subnets = cloneMap(ir.Subnets)
+	n.Routers = cloneMap(ir.Routers)
+	n.FloatingIPs = cloneMap(ir.FloatingIPs)
+	n.QoSPolicies = cloneMap(ir.QoSPolicies)
 	return n
 }
 
@@ -240,7 +260,7 @@ func (a *Port) equal(b *Port) bool {
 		a.AdminStateUp == b.AdminStateUp && a.MAC == b.MAC && slices.Equal(a.IPs, b.IPs) &&
 		slices.Equal(a.AllowedPairs, b.AllowedPairs) && a.PortSecurity == b.PortSecurity &&
 		slices.Equal(a.SecurityGroups, b.SecurityGroups) && a.VNICType == b.VNICType &&
-		a.DeviceOwner == b.DeviceOwner && a.PCISlot == b.PCISlot
+		a.DeviceOwner == b.DeviceOwner && a.PCISlot == b.PCISlot && a.QoSPolicyID == b.QoSPolicyID
 }
 
 func (a *RemotePort) equal(b *RemotePort) bool {

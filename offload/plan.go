@@ -14,11 +14,17 @@ import (
 // Feature is a piece of a port's dataplane that some backend must implement.
 type Feature string
 
-// Features, in the order plans list them. Routing, NAT and QoS come with their compilers.
+// Features, in the order plans list them.
 const (
 	FeatureL2             Feature = "l2"
 	FeaturePortSecurity   Feature = "port_security"
 	FeatureSecurityGroups Feature = "security_groups"
+	FeatureRouting        Feature = "routing"     // the port's subnets routed by a router
+	FeatureNAT            Feature = "nat"         // SNAT / floating IP of the port's traffic
+	FeatureQoSEgress      Feature = "qos_egress"  // bandwidth limit from the VM
+	FeatureQoSIngress     Feature = "qos_ingress" // bandwidth limit to the VM
+	FeatureDSCP           Feature = "dscp"        // DSCP marking
+	FeatureQoSMinimum     Feature = "qos_minimum" // minimum_bandwidth
 )
 
 // Features lists the features the planner decides, in plan order.
@@ -67,6 +73,15 @@ type Plan struct {
 	Host     string     `json:"host"`
 	Datapath string     `json:"datapath"`
 	Ports    []PortPlan `json:"ports"`
+	// Routers are the routers' backends (openflow or nftables), sorted by router ID.
+	Routers []RouterPlan `json:"routers,omitempty"`
+}
+
+// RouterPlan is where one router's routing and NAT run on this node, and why.
+type RouterPlan struct {
+	RouterID string  `json:"router_id"`
+	Backend  Backend `json:"backend"`
+	Reason   string  `json:"reason"`
 }
 
 // Port returns the plan of a port, nil when the plan has none.
