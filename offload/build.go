@@ -64,12 +64,12 @@ func Build(in BuildInput) (*IR, error) {
 
 	ir := &IR{Host: in.Host, Segments: map[string]*Segment{}, Ports: map[string]*Port{},
 		RemotePorts: map[string]*RemotePort{}, SecurityGroups: map[string]*SecurityGroup{}, Members: map[string]*Member{},
-		Subnets: map[string]*Subnet{}, Routers: map[string]*Router{}, FloatingIPs: map[string]*FloatingIP{}, QoSPolicies: map[string]*QoSPolicy{}}
+		Subnets: map[string]*Subnet{}, Routers: map[string]*Router{}, FloatingIPs: map[string]*FloatingIP{}, QoSPolicies: map[string]*QoSPolicy{}, DHCPPorts: map[string]*DHCPPort{}}
 
 	// Local ports and their segments.
 	for i := range in.Snapshot.Ports {
 		cp := &in.Snapshot.Ports[i]
-		if cp.HostID != in.Host {
+		if !boundHere(cp, in) {
 			continue
 		}
 		p, err := buildPort(cp, in.OFPorts[cp.ID])
@@ -131,7 +131,7 @@ func Build(in BuildInput) (*IR, error) {
 	noVTEP := map[string]bool{}
 	for i := range in.Snapshot.Ports {
 		cp := &in.Snapshot.Ports[i]
-		remote := cp.HostID != in.Host && cp.HostID != ""
+		remote := cp.HostID != in.Host && cp.HostID != "" && !boundHere(cp, in)
 		seg := ir.Segments[cp.NetworkID]
 		var groups []string
 		for _, g := range cp.SecurityGroups {
@@ -181,6 +181,17 @@ func Build(in BuildInput) (*IR, error) {
 		return nil, errors.Join(errs...)
 	}
 	return ir, nil
+}
+
+// boundHere reports whether a port is local to this node: bound here (binding:host_id),
+// or a distributed service port (a router's or DHCP port, device_owner network:*) that
+// something plugged into this node's integration bridge (it has an OpenFlow port): the
+// nftables router backend's qr-/qg- veths and the qdhcp namespaces' veths.
+func boundHere(cp *controlplane.Port, in BuildInput) bool {
+	if cp.HostID == in.Host {
+		return true
+	}
+	return strings.HasPrefix(cp.DeviceOwner, "network:") && in.OFPorts[cp.ID] > 0
 }
 
 // LocalVLANs returns the allocation in ir (network ID → local VLAN), to persist and give

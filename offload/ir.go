@@ -58,6 +58,8 @@ type IR struct {
 	FloatingIPs map[string]*FloatingIP `json:"floating_ips"`
 	// QoSPolicies are the policies local ports use (Port.QoSPolicyID), by ID.
 	QoSPolicies map[string]*QoSPolicy `json:"qos_policies"`
+	// DHCPPorts are the DHCP ports of the node's segments, by network ID.
+	DHCPPorts map[string]*DHCPPort `json:"dhcp_ports"`
 	// Warnings are inconsistencies Build tolerated (e.g. a host without a known VTEP).
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -175,6 +177,7 @@ func (ir *IR) Clone() *IR {
 	n.Routers = cloneMap(ir.Routers)
 	n.FloatingIPs = cloneMap(ir.FloatingIPs)
 	n.QoSPolicies = cloneMap(ir.QoSPolicies)
+	n.DHCPPorts = cloneMap(ir.DHCPPorts)
 	return n
 }
 

@@ -91,6 +91,18 @@ type FloatingIP struct {
 	Host string `json:"host,omitempty"`
 }
 
+// DHCPPort is a network's DHCP server port (device_owner network:dhcp): one per network
+// that has a subnet with enable_dhcp. Like a router's ports under the nftables backend,
+// it is realised on every node that carries the network (a qdhcp-<network> namespace);
+// once plugged (an OFPort in BuildInput.OFPorts) it is also a local port in IR.Ports.
+type DHCPPort struct {
+	PortID    string       `json:"port_id"`
+	NetworkID string       `json:"network_id"`
+	MAC       string       `json:"mac"`
+	IPs       []netip.Addr `json:"ips"`
+	OFPort    int          `json:"ofport"`
+}
+
 // QoS rule types and directions (Neutron's spelling; direction is the port's view:
 // egress = from the VM, ingress = to the VM).
 const (
@@ -138,6 +150,11 @@ func (a *RouterGateway) equal(b *RouterGateway) bool {
 	return a.PortID == b.PortID && a.NetworkID == b.NetworkID && a.MAC == b.MAC &&
 		slices.Equal(a.IPs, b.IPs) && slices.Equal(a.CIDRs, b.CIDRs) && a.NextHop == b.NextHop &&
 		a.EnableSNAT == b.EnableSNAT && a.Host == b.Host && a.OFPort == b.OFPort
+}
+
+func (a *DHCPPort) equal(b *DHCPPort) bool {
+	return a.PortID == b.PortID && a.NetworkID == b.NetworkID && a.MAC == b.MAC &&
+		slices.Equal(a.IPs, b.IPs) && a.OFPort == b.OFPort
 }
 
 func (a *FloatingIP) equal(b *FloatingIP) bool { return *a == *b }
