@@ -20,7 +20,7 @@ func TestRoutersAndFloatingIPs(t *testing.T) {
 	ctx := t.Context()
 
 	ext := createNet(t, admin, external.CreateOptsExt{CreateOptsBuilder: networks.CreateOpts{Name: "public"}, External: ptr(true)})
-	extSub, err := subnets.Create(ctx, admin, subnets.CreateOpts{NetworkID: ext.ID, CIDR: "203.0.113.0/24", IPVersion: 4,
+	extSub, err := subnets.Create(ctx, admin, subnets.CreateOpts{NetworkID: ext.ID, CIDR: "203.0.113.0/24", IPVersion: 4, EnableDHCP: ptr(false),
 		AllocationPools: []subnets.AllocationPool{{Start: "203.0.113.10", End: "203.0.113.20"}}}).Extract()
 	if err != nil {
 		t.Fatal(err)

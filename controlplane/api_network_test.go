@@ -409,8 +409,9 @@ func TestPortCRUD(t *testing.T) {
 	if !strings.HasPrefix(p1.MACAddress, "fa:16:3e:") || p1.Status != "DOWN" || !p1.PortSecurityEnabled || p1.VNICType != "normal" {
 		t.Fatalf("port defaults: %+v", p1)
 	}
-	// One v4 address (next free) plus the SLAAC address from the MAC.
-	if len(p1.FixedIPs) != 2 || p1.FixedIPs[0] != (ports.IP{SubnetID: s4.ID, IPAddress: "10.0.0.2"}) || p1.FixedIPs[1].SubnetID != s6.ID || !strings.HasPrefix(p1.FixedIPs[1].IPAddress, "2001:db8:1:0:f816:3eff:fe") {
+	// One v4 address (next free: the network's DHCP port holds 10.0.0.2) plus the SLAAC
+	// address from the MAC.
+	if len(p1.FixedIPs) != 2 || p1.FixedIPs[0] != (ports.IP{SubnetID: s4.ID, IPAddress: "10.0.0.3"}) || p1.FixedIPs[1].SubnetID != s6.ID || !strings.HasPrefix(p1.FixedIPs[1].IPAddress, "2001:db8:1:0:f816:3eff:fe") {
 		t.Fatalf("port addresses: %+v", p1.FixedIPs)
 	}
 	// Default security group assigned.
@@ -426,7 +427,7 @@ func TestPortCRUD(t *testing.T) {
 		t.Fatalf("requested address and mac: %+v", p2)
 	}
 	p3 := createPort(t, a, ports.CreateOpts{NetworkID: n.ID, FixedIPs: []ports.IP{{SubnetID: s4.ID}}})
-	if p3.FixedIPs[0].IPAddress != "10.0.0.3" {
+	if p3.FixedIPs[0].IPAddress != "10.0.0.4" {
 		t.Fatalf("next free address: %+v", p3.FixedIPs)
 	}
 	// Errors, each writing nothing.
@@ -457,7 +458,7 @@ func TestPortCRUD(t *testing.T) {
 			wantErr(t, err, c.status, c.typ)
 		})
 	}
-	if l := listPorts(t, a, ports.ListOpts{NetworkID: n.ID}); len(l) != 3 {
+	if l := listPorts(t, a, ports.ListOpts{NetworkID: n.ID}); len(l) != 4 { // p1-p3 and the DHCP port
 		t.Fatalf("ports after failed creates: %d", len(l))
 	}
 	// Every vnic type, with binding details (admin).
@@ -486,7 +487,7 @@ func TestPortCRUD(t *testing.T) {
 	err = ports.Update(ctx, a, p1.ID, ports.UpdateOpts{
 		Name:                ptr("p1b"),
 		AllowedAddressPairs: &[]ports.AddressPair{{IPAddress: "10.0.0.128/25"}, {IPAddress: "10.0.0.77", MACAddress: "fa:16:3e:aa:bb:cc"}},
-		FixedIPs:            []ports.IP{{SubnetID: s4.ID, IPAddress: "10.0.0.2"}, {SubnetID: s4.ID, IPAddress: "10.0.0.60"}},
+		FixedIPs:            []ports.IP{{SubnetID: s4.ID, IPAddress: "10.0.0.3"}, {SubnetID: s4.ID, IPAddress: "10.0.0.60"}},
 	}).ExtractInto(&up)
 	if err != nil {
 		t.Fatal(err)

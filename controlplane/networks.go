@@ -245,6 +245,15 @@ func (s *Server) deleteNetwork(rq *request, tx Tx, id string) error {
 	if err := rq.mustOwn(n.ProjectID, "delete_network"); err != nil {
 		return err
 	}
+	// The DHCP port is the network's own, deleted with it (Neutron auto-deletes
+	// network:dhcp ports); any other port keeps the network in use.
+	if p, err := dhcpPort(tx, id); err != nil {
+		return err
+	} else if p != nil {
+		if err := removePort(tx, p); err != nil {
+			return err
+		}
+	}
 	if c, err := tx.Count(KindPort, "network_id", id); err != nil {
 		return err
 	} else if c > 0 {

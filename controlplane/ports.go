@@ -609,6 +609,10 @@ func (s *Server) deletePort(rq *request, tx Tx, id string) error {
 	switch p.DeviceOwner {
 	case OwnerRouterInterface, OwnerRouterGateway, OwnerFloatingIP:
 		return conflict("L3PortInUse", "Port %s has owner %s and therefore cannot be deleted directly via the port API.", id, p.DeviceOwner)
+	case OwnerDHCP:
+		if p.DeviceID == DHCPDeviceID(p.NetworkID) {
+			return conflict("DHCPPortInUse", "Port %s is the DHCP port of network %s, kept by the server: set enable_dhcp=false on the network's subnets to remove it.", id, p.NetworkID)
+		}
 	}
 	// Floating IPs on this port are disassociated, as Neutron does.
 	var fips []*FloatingIP

@@ -271,8 +271,10 @@ func TestAPIFailedWriteWritesNothing(t *testing.T) {
 	e := newEnv(t, controlplane.AuthToken)
 	c := e.client("tok-a")
 	n := createNet(t, c, networks.CreateOpts{Name: "n"})
-	createSubnet(t, c, n.ID, "10.0.0.0/30") // two addresses: .1 gateway, .2
-	createPort(t, c, ports.CreateOpts{NetworkID: n.ID})
+	createSubnet(t, c, n.ID, "10.0.0.0/29") // .1 gateway, .2 DHCP port, .3-.6
+	for range 4 {
+		createPort(t, c, ports.CreateOpts{NetworkID: n.ID})
+	}
 	rev := e.srv.Store().Revision()
 	// The port create gets as far as claiming a MAC before IPAM fails.
 	_, err := ports.Create(t.Context(), c, ports.CreateOpts{NetworkID: n.ID}).Extract()
@@ -283,7 +285,9 @@ func TestAPIFailedWriteWritesNothing(t *testing.T) {
 		t.Fatalf("revision moved from %d to %d on failed writes", rev, r)
 	}
 	// The MAC the failed create claimed is still free (once an address is).
-	if err := ports.Delete(t.Context(), c, listPorts(t, c, nil)[0].ID).ExtractErr(); err != nil {
+	l := listPorts(t, c, nil)
+	i := slices.IndexFunc(l, func(p portFull) bool { return p.DeviceOwner != controlplane.OwnerDHCP })
+	if err := ports.Delete(t.Context(), c, l[i].ID).ExtractErr(); err != nil {
 		t.Fatal(err)
 	}
 	createPort(t, c, ports.CreateOpts{NetworkID: n.ID, MACAddress: "fa:16:3e:12:34:56"})

@@ -182,7 +182,10 @@ func (s *Server) createSubnet(rq *request, tx Tx, a *attrs) (any, error) {
 	if err := save(tx, KindNetwork, net.ID, net); err != nil {
 		return nil, err
 	}
-	return sn, save(tx, KindSubnet, sn.ID, sn)
+	if err := save(tx, KindSubnet, sn.ID, sn); err != nil {
+		return nil, err
+	}
+	return sn, rq.syncDHCPPort(tx, net)
 }
 
 func checkIPv6Modes(sn *Subnet, prefix netip.Prefix) error {
@@ -365,6 +368,7 @@ func (s *Server) updateSubnet(rq *request, tx Tx, id string, a *attrs) (any, err
 	if _, err := a.str("description", &sn.Description, maxNameLen); err != nil {
 		return nil, err
 	}
+	wasDHCP := sn.EnableDHCP
 	if _, err := a.boolean("enable_dhcp", &sn.EnableDHCP); err != nil {
 		return nil, err
 	}
@@ -409,7 +413,17 @@ func (s *Server) updateSubnet(rq *request, tx Tx, id string, a *attrs) (any, err
 		return nil, err
 	}
 	sn.touch(rq.now)
-	return sn, save(tx, KindSubnet, sn.ID, sn)
+	if err := save(tx, KindSubnet, sn.ID, sn); err != nil {
+		return nil, err
+	}
+	if sn.EnableDHCP == wasDHCP {
+		return sn, nil
+	}
+	net, err := rq.s.getNetwork(tx, sn.NetworkID, nil)
+	if err != nil {
+		return nil, fmt.Errorf("subnet %s: network %s: %w", sn.ID, sn.NetworkID, err)
+	}
+	return sn, rq.syncDHCPPort(tx, net)
 }
 
 func (s *Server) deleteSubnet(rq *request, tx Tx, id string) error {
@@ -420,18 +434,23 @@ func (s *Server) deleteSubnet(rq *request, tx Tx, id string) error {
 	if err := rq.mustOwn(sn.ProjectID, "delete_subnet"); err != nil {
 		return err
 	}
-	inUse := false
-	if err := tx.Claims(claimIPs, id+"/", "", func(string, string) bool { inUse = true; return false }); err != nil {
-		return err
-	} else if inUse {
-		return conflict("SubnetInUse", "Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
-	}
 	var net Network
 	if err := getObj(tx, KindNetwork, sn.NetworkID, &net, nil); err != nil {
 		return fmt.Errorf("subnet %s: network %s: %w", id, sn.NetworkID, err)
 	}
 	if i := slices.Index(net.Subnets, id); i >= 0 {
 		net.Subnets = slices.Delete(net.Subnets, i, i+1)
+	}
+	// The DHCP port's address on the subnet goes with it (the port too with the last
+	// DHCP subnet), as Neutron's DHCP agent lets go of it; other ports keep it in use.
+	if err := rq.syncDHCPPort(tx, &net); err != nil {
+		return err
+	}
+	inUse := false
+	if err := tx.Claims(claimIPs, id+"/", "", func(string, string) bool { inUse = true; return false }); err != nil {
+		return err
+	} else if inUse {
+		return conflict("SubnetInUse", "Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
 	}
 	net.touch(rq.now)
 	if err := save(tx, KindNetwork, net.ID, &net); err != nil {

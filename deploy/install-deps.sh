@@ -18,6 +18,8 @@ PKGS=(
   dpdk dpdk-dev
   # lab traffic and inspection
   iputils-ping iperf3 tcpdump nftables busybox
+  # metrics: promtool (check metrics) and a real Prometheus server that scrapes the agent in a lab test
+  prometheus
   # build
   make gcc git ca-certificates
   # kernel lab (test/kernellab): qemu; headers of Debian's current kernel, kmod (depmod,

@@ -124,6 +124,11 @@ type OVSInfo struct {
 	DPDKInitialized bool     `json:"dpdk_initialized"`
 	DPDKVersion     string   `json:"dpdk_version"`
 	HWOffload       bool     `json:"hw_offload"` // other_config:hw-offload
+	// DatapathCapabilities are the Datapath table's capabilities per datapath type
+	// (Open_vSwitch datapaths), e.g. "netdev" → {"ct_state_nat": "true", "ct_zone":
+	// "true", ...}. ovs-vswitchd fills a Datapath row only once someone created it (OVN's
+	// controller does; offlane node apply does not yet): absent then.
+	DatapathCapabilities map[string]map[string]string `json:"datapath_capabilities,omitempty"`
 }
 
 // OVSProber reads the local OVS's capabilities. The ovsdpdk package implements it over

@@ -107,6 +107,7 @@ func Build(in BuildInput) (*IR, error) {
 		}
 		ir.Ports[p.ID] = p
 	}
+	errs = append(errs, buildL3(in, ir, nets)...) // build_l3.go: routers' networks become segments
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -176,6 +177,8 @@ func Build(in BuildInput) (*IR, error) {
 			ir.Members[m.PortID] = m
 		}
 	}
+	errs = append(errs, buildQoS(in, ir)...)  // build_qos.go
+	errs = append(errs, buildDHCP(in, ir)...) // build_dhcp.go
 	sort.Strings(ir.Warnings)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

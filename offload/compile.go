@@ -34,6 +34,8 @@ type Compiler struct {
 	sgKeys     map[string][]conjKey // security group in use → its conjunctions
 	groupKeys  map[string][]conjKey // remote group → conjunctions naming it
 	conjIDs    map[conjKey]uint32
+	qos        *qosState // units_qos.go
+	l3         *l3State  // units_l3.go
 
 	units   map[unitKey]*unitState
 	entries map[FlowKey]*entry
@@ -67,6 +69,7 @@ type portMode struct {
 	compiled bool // L2 by OpenFlow, ofport known, segment present
 	filtered bool // port security by OpenFlow
 	sg       bool // security groups by OpenFlow
+	qos      bool // egress QoS (meter, DSCP) in TableQoS
 }
 
 type portIndex struct {
@@ -170,6 +173,8 @@ func (c *Compiler) reset() {
 	c.sgPorts, c.groupMems = map[string]set{}, map[string]set{}
 	c.sgKeys, c.groupKeys = map[string][]conjKey{}, map[string][]conjKey{}
 	c.conjIDs = map[conjKey]uint32{}
+	c.qos = newQoSState()
+	c.l3 = newL3State()
 	c.units = map[unitKey]*unitState{}
 	c.entries = map[FlowKey]*entry{}
 	c.origins = map[uint64]*originRef{}
@@ -287,6 +292,7 @@ func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
 	if plan != oldPlan {
 		planChanges(oldPlan, plan, func(id string) { modeCheck[id] = struct{}{} })
 	}
+	c.qosUpdate(old, modeCheck, d) // units_qos.go
 	sgUse := set{}
 	for id := range modeCheck {
 		c.reindexPort(id, d, sgUse)
@@ -319,6 +325,8 @@ func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
 			}
 		}
 	})
+
+	c.l3Update(old, oldPlan, d) // units_l3.go
 
 	// Conjunctions of the groups whose rules or use changed.
 	keysChanged := false
@@ -420,6 +428,7 @@ func (c *Compiler) mode(p *Port) portMode {
 	}
 	m := portMode{compiled: true, filtered: pp.Backend(FeaturePortSecurity) == BackendOpenFlow}
 	m.sg = m.filtered && pp.Backend(FeatureSecurityGroups) == BackendOpenFlow
+	m.qos = c.qosEgress(p)
 	return m
 }
 
@@ -552,6 +561,10 @@ func (c *Compiler) apply(d *dirty) *Delta {
 			em = c.sgFlows(u.id)
 		case KindAddress:
 			em = c.memberFlows(u.id)
+		case KindQoS:
+			em = c.qosFlows(u.id)
+		case KindRouter, KindFloatingIP, kindL3Neigh, kindL3Net, kindL3Pipeline:
+			em = c.l3Flows(u) // units_l3.go
 		}
 		if old := c.units[u]; old != nil {
 			for i := range old.flows {
@@ -854,6 +867,10 @@ func (c *Compiler) PortOrigins(id string) []Origin {
 		return nil
 	}
 	out := []Origin{{KindPort, id}, {KindNetwork, p.NetworkID}}
+	if p.QoSPolicyID != "" {
+		out = append(out, Origin{KindQoS, id}) // units_qos.go
+	}
+	out = append(out, c.l3Origins(p)...) // units_l3.go
 	for _, sg := range p.SecurityGroups {
 		out = append(out, Origin{KindSecurityGroup, sg})
 		if g := c.ir.SecurityGroups[sg]; g != nil {
@@ -873,7 +890,7 @@ func (c *Compiler) Layout() NodeLayout { return c.layout }
 
 // With returns a copy of the plan with pp added or replaced (kept sorted).
 func (p *Plan) With(pp PortPlan) *Plan {
-	n := &Plan{Host: p.Host, Datapath: p.Datapath, Ports: make([]PortPlan, 0, len(p.Ports)+1)}
+	n := &Plan{Host: p.Host, Datapath: p.Datapath, Routers: p.Routers, Ports: make([]PortPlan, 0, len(p.Ports)+1)}
 	i := sort.Search(len(p.Ports), func(i int) bool { return p.Ports[i].PortID >= pp.PortID })
 	n.Ports = append(n.Ports, p.Ports[:i]...)
 	n.Ports = append(n.Ports, pp)
@@ -886,7 +903,7 @@ func (p *Plan) With(pp PortPlan) *Plan {
 
 // Without returns a copy of the plan without the port.
 func (p *Plan) Without(id string) *Plan {
-	n := &Plan{Host: p.Host, Datapath: p.Datapath, Ports: make([]PortPlan, 0, len(p.Ports))}
+	n := &Plan{Host: p.Host, Datapath: p.Datapath, Routers: p.Routers, Ports: make([]PortPlan, 0, len(p.Ports))}
 	for _, pp := range p.Ports {
 		if pp.PortID != id {
 			n.Ports = append(n.Ports, pp)

@@ -169,12 +169,15 @@ func newWorld(seed uint64) *world {
 // edit makes one random change to the model and says what it did.
 func (w *world) edit() string {
 	ports := w.snap.Ports
-	pick := func() *controlplane.Port { return &ports[w.r.IntN(len(ports))] }
+	pick := func() *controlplane.Port {
+		i := w.pickPort() // l3_test.go: never a router's or floating IP's own port
+		return &ports[i]
+	}
 	if len(ports) == 0 {
 		w.snap.Ports = append(w.snap.Ports, w.newPort())
 		return "add first port"
 	}
-	op := w.r.IntN(18)
+	op := w.r.IntN(22)
 	if (op == 11 || op == 12) && len(w.snap.SecurityGroups) == 0 {
 		op = 10
 	}
@@ -221,7 +224,7 @@ func (w *world) edit() string {
 		}
 		return "port " + p.ID + " ofport"
 	case 8:
-		i := w.r.IntN(len(ports))
+		i := w.pickPort()
 		id := ports[i].ID
 		w.snap.Ports = slices.Delete(ports, i, i+1)
 		return "delete port " + id
@@ -288,6 +291,8 @@ func (w *world) edit() string {
 			w.vlans[ids[i]] = uint16(j + 1)
 		}
 		return "local VLANs reshuffled"
+	case 18, 19, 20, 21:
+		return w.editL3() // l3_test.go: routers, floating IPs, subnets
 	default:
 		p := pick()
 		p.AdminStateUp = !p.AdminStateUp
@@ -297,6 +302,7 @@ func (w *world) edit() string {
 
 func (w *world) build(t *testing.T) (*IR, *Plan) {
 	t.Helper()
+	w.fixL3() // l3_test.go
 	ir, err := Build(BuildInput{Host: "node1", Snapshot: w.snap, OFPorts: w.ofp, VTEPs: w.vteps, LocalVLANs: w.vlans})
 	if err != nil {
 		t.Fatal(err)
@@ -360,6 +366,11 @@ func TestIncrementalEqualsFull(t *testing.T) {
 				for id, p := range ir.Ports {
 					if old := prev.Ports[id]; old != nil && old.equal(p) {
 						ir.Ports[id] = old
+					}
+				}
+				for id, r := range ir.Routers {
+					if old := prev.Routers[id]; old != nil && old.equal(r) {
+						ir.Routers[id] = old
 					}
 				}
 				for id, g := range ir.SecurityGroups {

@@ -303,6 +303,9 @@ type NodeLayout struct {
 	// OFPorts maps interface names (patch, tunnel and uplink ports) to OpenFlow port
 	// numbers, read from OVSDB by the applier.
 	OFPorts map[string]int `json:"ofports"`
+	// L3Backend is where routers run (node config l3_backend): "" or "auto" (openflow
+	// when the OVS datapath can do conntrack NAT, else nftables), "openflow", "nftables".
+	L3Backend string `json:"l3_backend,omitempty"`
 }
 
 // Port names of the layout (ovsdpdk.NodeLayout creates them).

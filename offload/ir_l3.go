@@ -89,6 +89,10 @@ type FloatingIP struct {
 	PortNetworkID string `json:"port_network_id"`
 	// Host is where the associated port is bound ("" when unbound).
 	Host string `json:"host,omitempty"`
+	// MAC answers for the floating IP on the external network: the MAC of its port
+	// (device_owner network:floatingip), else the router gateway's. Only the host of the
+	// associated port answers, so each floating IP's MAC lives on one host.
+	MAC string `json:"mac"`
 }
 
 // DHCPPort is a network's DHCP server port (device_owner network:dhcp): one per network

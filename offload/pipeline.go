@@ -8,6 +8,7 @@ package offload
 // Integration bridge (br-int) tables.
 const (
 	TableClassify     uint8 = 0  // in_port → network (reg6); VM ports to port security, patches to L2
+	TableQoS          uint8 = 5  // egress QoS of ports with a policy: meter, DSCP marking; then on to 10 (or 25)
 	TablePortSecurity uint8 = 10 // egress anti-spoofing: MAC, IP, allowed pairs, ARP, ND, DHCP
 	TableEgressSG     uint8 = 20 // egress security groups: conntrack + conjunctive rules
 	TableARPResponder uint8 = 25 // answers ARP requests for known remote addresses
@@ -17,7 +18,22 @@ const (
 	TableIngress      uint8 = 40 // per destination port: filtered or not, destination MAC check
 	TableIngressSG    uint8 = 45 // ingress security groups: conntrack + conjunctive rules
 	TableCommit       uint8 = 50 // commits new allowed connections to conntrack
-	TableDeliver      uint8 = 51 // output to reg7; to a patch port with the local VLAN pushed
+	TableDeliver      uint8 = 51 // output to reg7; to a patch port with the local VLAN pushed; a port's ingress meter (QoS)
+)
+
+// Integration bridge L3 stage (units_l3.go): routers the planner put on OpenFlow. TableL2
+// sends frames to a router MAC here (reg5 = the router's zone); routed packets go back to
+// TableL2 on the destination network (reg6), untracked and from no port.
+const (
+	TableL3Commit  uint8 = 60 // commit the source network's new connection (its zone), then 61
+	TableL3In      uint8 = 61 // from the router's external network: ct(nat) in the router's zone (un-SNAT)
+	TableL3DNAT    uint8 = 62 // new connection to a floating IP: DNAT commit
+	TableL3Route   uint8 = 63 // ICMP echo to router addresses; longest-prefix routes: dec_ttl, reg6, eth_src, next hop (reg3)
+	TableL3SNATIn  uint8 = 64 // routed out of the external network: ct(nat) in the router's zone
+	TableL3SNAT    uint8 = 65 // new connections: floating IP SNAT (wins), then the router's SNAT
+	TableL3Neigh   uint8 = 66 // (reg6, reg3) → eth_dst: ports of routed networks, ARP-learned external hosts
+	TableL3Out     uint8 = 67 // resolve the next hop (resubmit 66)
+	TableL3Deliver uint8 = 68 // unresolved: drop; else ct_clear, in_port=0, resubmit to TableL2
 )
 
 // Tunnel bridge (br-tun) tables.
@@ -32,7 +48,9 @@ const TablePhysnet uint8 = 0
 
 // Registers (br-int).
 const (
+	RegNextHop    = 3 // L3: the IPv4 next hop being resolved
 	RegFloodChunk = 4 // index of the next chunk of a long flood list
+	RegRouter     = 5 // L3: the router's conntrack zone (4096..65535), naming the router
 	RegNetwork    = 6 // the network's local VLAN, also its conntrack zone
 	RegOutPort    = 7 // the destination OpenFlow port
 )

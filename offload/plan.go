@@ -28,7 +28,7 @@ const (
 )
 
 // Features lists the features the planner decides, in plan order.
-var Features = []Feature{FeatureL2, FeaturePortSecurity, FeatureSecurityGroups}
+var Features = []Feature{FeatureL2, FeaturePortSecurity, FeatureSecurityGroups, FeatureRouting, FeatureNAT, FeatureQoSEgress, FeatureQoSIngress, FeatureDSCP, FeatureQoSMinimum}
 
 // Backend implements a feature.
 type Backend string
@@ -108,6 +108,9 @@ func (p *Plan) String() string {
 		}
 	}
 	_ = w.Flush()
+	for _, rp := range p.Routers {
+		fmt.Fprintln(&b, rp) // plan_l3.go
+	}
 	return b.String()
 }
 
@@ -164,16 +167,22 @@ func (pp *PortPlan) decision(f Feature) *Decision {
 // that need OVS say that OVS was not probed.
 func PlanNode(ir *IR, node *hwdetect.Node, layout NodeLayout) *Plan {
 	pl := &Plan{Host: ir.Host, Datapath: layout.Datapath, Ports: make([]PortPlan, 0, len(ir.Ports))}
+	l3 := newL3Index(ir) // plan_l3.go
 	for _, id := range sortedKeys(ir.Ports) {
-		pp, _ := PlanPort(ir, id, node, layout)
+		pp, _ := planPort(ir, id, node, layout, l3)
 		pl.Ports = append(pl.Ports, pp)
 	}
+	pl.Routers = planRouters(ir, node, layout) // plan_l3.go
 	return pl
 }
 
 // PlanPort plans one local port (false when ir has no such port): with Plan.With, the
 // way to re-plan after a one-port change without planning the whole node.
 func PlanPort(ir *IR, id string, node *hwdetect.Node, layout NodeLayout) (PortPlan, bool) {
+	return planPort(ir, id, node, layout, nil)
+}
+
+func planPort(ir *IR, id string, node *hwdetect.Node, layout NodeLayout, l3 *l3Index) (PortPlan, bool) {
 	p := ir.Ports[id]
 	if p == nil {
 		return PortPlan{}, false
@@ -183,6 +192,8 @@ func PlanPort(ir *IR, id string, node *hwdetect.Node, layout NodeLayout) (PortPl
 	ps := planPortSecurity(p, l2, layout)
 	sg := planSecurityGroups(p, ir, l2, ps, node, layout)
 	pp.Decisions = []Decision{l2.Decision, ps, sg}
+	pp.Decisions = append(pp.Decisions, planL3(p, ir, l3, l2, node, layout)...) // plan_l3.go
+	pp.Decisions = append(pp.Decisions, planQoS(p, ir, l2, node, layout)...)    // plan_qos.go
 	return pp, true
 }
 

@@ -261,6 +261,8 @@ func TestPlanJSONAndDiff(t *testing.T) {
 	got := plan.Diff(PlanNode(ir2, ovsNode(), testLayout()))
 	want := []string{
 		"- b3 l2 openflow", "- b3 port_security openflow", "- b3 security_groups openflow",
+		"- b3 routing none", "- b3 nat none",
+		"- b3 qos_egress none", "- b3 qos_ingress none", "- b3 dscp none", "- b3 qos_minimum none",
 		"~ a1 port_security openflow → none (port_security_enabled is false: no anti-spoofing and no security groups (as Neutron))",
 		"~ a1 security_groups openflow → none (not filtered: port_security_enabled is false: no anti-spoofing and no security groups (as Neutron))",
 	}

@@ -23,6 +23,7 @@ import (
 const (
 	TCProtoAll   uint16 = 0x0003 // ETH_P_ALL
 	TCProto8021Q uint16 = 0x8100 // ETH_P_8021Q: the filter can match vlan_id
+	TCProtoIPv4  uint16 = 0x0800 // ETH_P_IP: the filter can match IPv4 addresses; pedit may touch the IP header
 )
 
 // Priorities offlane uses on chain TCChain of a device's ingress hook: unicast rules (an
@@ -31,6 +32,9 @@ const (
 // protocol per priority.
 const (
 	TCChain           uint32 = 0
+	TCPrioPolice      uint16 = 5  // protocol all: a port's police, then continue (tc_l3.go)
+	TCPrioDSCP        uint16 = 6  // protocol ip: a port's DSCP mark, then continue
+	TCPrioRouted      uint16 = 8  // protocol ip: routed east-west (to a router MAC)
 	TCPrioUnicast     uint16 = 10 // protocol all (representor, VXLAN device)
 	TCPrioUnicastVLAN uint16 = 11 // protocol 802.1Q on the uplink
 	TCPrioUnicastFlat uint16 = 12 // protocol all on the uplink, after the tagged rules
@@ -70,6 +74,8 @@ type TCMatch struct {
 	EncKeyID   uint32     `json:"enc_key_id,omitempty"`
 	EncDstIP   netip.Addr `json:"enc_dst_ip,omitzero"`
 	EncDstPort uint16     `json:"enc_dst_port,omitempty"`
+	// DstIP is an IPv4 destination prefix; needs Proto TCProtoIPv4.
+	DstIP netip.Prefix `json:"dst_ip,omitzero"`
 }
 
 // Multicast is the DstMAC/DstMACMask pair that matches broadcast and multicast frames.
@@ -87,6 +93,11 @@ const (
 	TCActRedirect  = "redirect" // mirred egress redirect: the last action
 	TCActMirror    = "mirror"   // mirred egress mirror: a copy, then continue
 	TCActDrop      = "drop"
+	TCActPolice    = "police"     // police: over the rate drop, else pipe (or continue)
+	TCActPeditEth  = "pedit_eth"  // pedit: set the Ethernet destination and source
+	TCActPeditTTL  = "pedit_ttl"  // pedit: IPv4 TTL minus one
+	TCActPeditDSCP = "pedit_dscp" // pedit: IPv4 DSCP set, ECN kept
+	TCActCsum      = "csum"       // csum: IPv4 header checksum
 	VXLANPort      = 4789
 	DefaultVXLANTC = "vxlan_sys_4789"
 )
@@ -100,13 +111,27 @@ type TCAction struct {
 	VNI     uint32     `json:"vni,omitempty"`      // tunnel_key_set
 	TunPort uint16     `json:"tun_port,omitempty"` // tunnel_key_set
 	Dev     string     `json:"dev,omitempty"`      // redirect, mirror
+	// police: Rate in bytes per second, Burst in bytes (as CompileTC rounds it:
+	// PoliceBurst)
+	Rate  uint64 `json:"rate,omitempty"`
+	Burst uint64 `json:"burst,omitempty"`
+	// pedit_eth: the new destination and source MAC addresses
+	EthDst string `json:"eth_dst,omitempty"`
+	EthSrc string `json:"eth_src,omitempty"`
+	DSCP   uint8  `json:"dscp,omitempty"` // pedit_dscp
+	// Continue ends the action with TC_ACT_UNSPEC (classification goes on with the next
+	// filter) instead of pipe: the police and DSCP rules that precede a port's L2 rules.
+	Continue bool `json:"continue,omitempty"`
 }
 
 // TCRule is one flower filter on a device's ingress hook (clsact). Dev, Chain, Prio and
 // the cookie identify it; Handle is 0 (the kernel picks one and the applier finds the
 // rule again by cookie). Reason says why the rule runs in software when Flags is skip_hw.
 type TCRule struct {
-	Dev     string     `json:"dev"`
+	Dev string `json:"dev"`
+	// Egress puts the rule on the device's egress hook (what the device sends: on a
+	// representor, traffic to the VM) instead of ingress.
+	Egress  bool       `json:"egress,omitempty"`
 	Chain   uint32     `json:"chain"`
 	Prio    uint16     `json:"prio"`
 	Handle  uint32     `json:"handle,omitempty"`
@@ -178,13 +203,20 @@ func (r TCRule) String() string {
 func (r *TCRule) write(b *strings.Builder, full bool) {
 	b.WriteString("filter add dev ")
 	b.WriteString(r.Dev)
-	b.WriteString(" ingress chain ")
+	if r.Egress {
+		b.WriteString(" egress chain ")
+	} else {
+		b.WriteString(" ingress chain ")
+	}
 	b.WriteString(strconv.FormatUint(uint64(r.Chain), 10))
 	b.WriteString(" prio ")
 	b.WriteString(strconv.FormatUint(uint64(r.Prio), 10))
-	if r.Proto == TCProto8021Q {
+	switch r.Proto {
+	case TCProto8021Q:
 		b.WriteString(" protocol 802.1Q flower")
-	} else {
+	case TCProtoIPv4:
+		b.WriteString(" protocol ip flower")
+	default:
 		b.WriteString(" protocol all flower")
 	}
 	m := r.Match
@@ -216,6 +248,10 @@ func (r *TCRule) write(b *strings.Builder, full bool) {
 		b.WriteString(" enc_dst_port ")
 		b.WriteString(strconv.Itoa(int(m.EncDstPort)))
 	}
+	if m.DstIP.IsValid() {
+		b.WriteString(" dst_ip ")
+		b.WriteString(m.DstIP.String())
+	}
 	if full && r.Flags != 0 {
 		b.WriteByte(' ')
 		b.WriteString(r.Flags.String())
@@ -245,7 +281,9 @@ func (r *TCRule) write(b *strings.Builder, full bool) {
 		case TCActDrop:
 			b.WriteString("gact drop")
 		default:
-			b.WriteString(a.Kind)
+			if !writeL3Action(b, &a) {
+				b.WriteString(a.Kind)
+			}
 		}
 		b.WriteString(cookie)
 	}
@@ -255,6 +293,7 @@ func (r *TCRule) write(b *strings.Builder, full bool) {
 // priority and cookie.
 type TCKey struct {
 	Dev    string
+	Egress bool
 	Chain  uint32
 	Prio   uint16
 	Cookie TCCookie
@@ -262,7 +301,7 @@ type TCKey struct {
 
 // Key is the rule's identity.
 func (r *TCRule) Key() TCKey {
-	return TCKey{Dev: r.Dev, Chain: r.Chain, Prio: r.Prio, Cookie: r.Cookie}
+	return TCKey{Dev: r.Dev, Egress: r.Egress, Chain: r.Chain, Prio: r.Prio, Cookie: r.Cookie}
 }
 
 // TCLayout is what the tc compiler needs beyond the IR, plan and capabilities.
@@ -282,8 +321,9 @@ type TCSkip struct {
 }
 
 // TCResult is the compiler's output: the rules sorted by device, chain, priority and
-// text, the tc ports it could not compile, and the software fallbacks (rules that run
-// skip_hw) with the planner's reason, one line per port.
+// text, the tc ports it could not compile, and the fallbacks with their reasons: the L2
+// rules that run skip_hw (the planner's reason, first), then per feature ("police: ...",
+// "dscp: ...", "routing: ...", "nat: ...") what runs in software or outside tc.
 type TCResult struct {
 	Rules     []TCRule `json:"rules"`
 	Skipped   []TCSkip `json:"skipped,omitempty"`
@@ -296,7 +336,8 @@ type tcPort struct {
 	seg *Segment
 	nic *hwdetect.NIC
 	rep string
-	why string // the planner's L2 reason
+	why string    // the planner's L2 reason
+	pp  *PortPlan // the port's decisions (QoS features: tc_l3.go)
 }
 
 // CompileTC compiles the ports the plan put on BackendTC into flower rules. It is pure
@@ -310,8 +351,10 @@ func CompileTC(ir *IR, plan *Plan, node *hwdetect.Node, lay TCLayout) (*TCResult
 	res := &TCResult{}
 	vfs := vfIndex(node)
 	byNet := map[string][]*tcPort{}
+	all := map[string]*tcPort{}
 	var nets []string
-	for _, pp := range plan.Ports {
+	for i := range plan.Ports {
+		pp := &plan.Ports[i]
 		if pp.Backend(FeatureL2) != BackendTC {
 			continue
 		}
@@ -358,10 +401,12 @@ func CompileTC(ir *IR, plan *Plan, node *hwdetect.Node, lay TCLayout) (*TCResult
 		if _, ok := byNet[seg.NetworkID]; !ok {
 			nets = append(nets, seg.NetworkID)
 		}
-		byNet[seg.NetworkID] = append(byNet[seg.NetworkID], &tcPort{p: p, seg: seg, nic: nic, rep: rep, why: pp.Decisions[0].Reason})
+		tp := &tcPort{p: p, seg: seg, nic: nic, rep: rep, why: pp.Decisions[0].Reason, pp: pp}
+		all[p.ID] = tp
+		byNet[seg.NetworkID] = append(byNet[seg.NetworkID], tp)
 	}
 	slices.Sort(nets)
-	fallback := map[string]string{}
+	fallback := map[string][]string{}
 	perNet := make([][]TCRule, 0, len(nets))
 	total := 0
 	for _, id := range nets {
@@ -374,12 +419,16 @@ func CompileTC(ir *IR, plan *Plan, node *hwdetect.Node, lay TCLayout) (*TCResult
 			rules = compilePhysnet(ports)
 		}
 		for i := range rules {
-			if r := &rules[i]; r.Flags == TCSkipHW && r.Origin.Kind == KindPort {
-				fallback[r.Origin.ID] = r.Reason
+			if r := &rules[i]; r.Flags == TCSkipHW && r.Origin.Kind == KindPort && len(fallback[r.Origin.ID]) == 0 {
+				fallback[r.Origin.ID] = []string{r.Reason}
 			}
 		}
 		perNet = append(perNet, rules)
 		total += len(rules)
+	}
+	if l3 := compileTCL3(ir, all, lay, fallback); len(l3) > 0 {
+		perNet = append(perNet, l3)
+		total += len(l3)
 	}
 	// one allocation for the result (appending network by network regrows a slice of
 	// large structs: most of the compiler's allocation at 10k ports)
@@ -388,7 +437,9 @@ func CompileTC(ir *IR, plan *Plan, node *hwdetect.Node, lay TCLayout) (*TCResult
 		res.Rules = append(res.Rules, rs...)
 	}
 	for _, id := range sortedKeys(fallback) {
-		res.Fallbacks = append(res.Fallbacks, TCSkip{PortID: id, Reason: fallback[id]})
+		for _, why := range fallback[id] {
+			res.Fallbacks = append(res.Fallbacks, TCSkip{PortID: id, Reason: why})
+		}
 	}
 	sealAndSort(res.Rules)
 	if err := checkTCCookies(res.Rules); err != nil {
@@ -440,6 +491,12 @@ func sortBySpec(rs []TCRule, specs []string) {
 		a, b := &rs[i], &rs[j]
 		if c := strings.Compare(a.Dev, b.Dev); c != 0 {
 			return c
+		}
+		if a.Egress != b.Egress {
+			if a.Egress {
+				return 1
+			}
+			return -1
 		}
 		if a.Chain != b.Chain {
 			return int(a.Chain) - int(b.Chain)

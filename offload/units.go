@@ -117,7 +117,12 @@ func (c *Compiler) nodeFlows() *emitter {
 	return e
 }
 
-const nodeOriginID = "pipeline"
+const nodeOriginID = PipelineOriginID
+
+// PipelineOriginID is the origin ID of the fixed pipeline's flows (kind node): their
+// cookie, CookieFor(KindNode, PipelineOriginID), is how an agent sees that a restarted
+// ovs-vswitchd lost every flow.
+const PipelineOriginID = "pipeline"
 
 // served reports whether the layout can carry a segment of this type, and the
 // integration bridge's patch port towards it (0 for local segments).
@@ -276,14 +281,14 @@ func (c *Compiler) portFlows(id string) *emitter {
 		e.add(TableL2, prioPort, e.nm().reg(RegNetwork, z).dlDst(mac), joinActions(actSetReg(RegOutPort, o), actGoto(TableIngress)))
 	}
 	if !m.filtered {
-		e.add(TableClassify, prioPort, e.nm().inPort(o), joinActions(actSetReg(RegNetwork, z), actGoto(TableARPResponder)))
+		e.add(TableClassify, prioPort, e.nm().inPort(o), joinActions(actSetReg(RegNetwork, z), actGoto(m.afterClassify(TableARPResponder))))
 		e.add(TableIngress, prioPort, e.nm().reg(RegOutPort, o), actGoto(TableCommit))
 		return e
 	}
 	// A filtered port's frames must come from its MACs (so no flow after this one needs
 	// to check dl_src just to stop MAC spoofing).
 	for _, mac := range macs {
-		e.add(TableClassify, prioPort, e.nm().inPort(o).dlSrc(mac), joinActions(actSetReg(RegNetwork, z), actGoto(TablePortSecurity)))
+		e.add(TableClassify, prioPort, e.nm().inPort(o).dlSrc(mac), joinActions(actSetReg(RegNetwork, z), actGoto(m.afterClassify(TablePortSecurity))))
 	}
 
 	// Port security (egress). IP from the port's addresses goes on to the security

@@ -105,9 +105,18 @@ func (c *Client) planOps(p *Plan) ([]ovsdb.Operation, error) {
 		newBridges = append(newBridges, br.UUID)
 	}
 
+	newDatapaths := map[string]string{}
+	for _, dt := range p.addDatapaths {
+		dp := &vswitchd.Datapath{UUID: nm.next(), ExternalIDs: map[string]string{KeyOwner: OwnerNode}}
+		if err := add(c.ovs.Create(dp)); err != nil {
+			return nil, fmt.Errorf("datapath row %s: %w", dt, err)
+		}
+		newDatapaths[dt] = dp.UUID
+	}
+
 	// The Open_vSwitch row.
 	if p.createOVSRow {
-		row := &vswitchd.OpenvSwitch{UUID: nm.next(), OtherConfig: p.ocSet, ExternalIDs: p.eidSet, Bridges: newBridges}
+		row := &vswitchd.OpenvSwitch{UUID: nm.next(), OtherConfig: p.ocSet, ExternalIDs: p.eidSet, Bridges: newBridges, Datapaths: newDatapaths}
 		if err := add(c.ovs.Create(row)); err != nil {
 			return nil, fmt.Errorf("Open_vSwitch row: %w", err)
 		}
@@ -118,6 +127,9 @@ func (c *Client) planOps(p *Plan) ([]ovsdb.Operation, error) {
 		muts = append(muts, mapMutations(&row.ExternalIDs, p.eidSet, p.eidDel)...)
 		if len(newBridges) > 0 {
 			muts = append(muts, model.Mutation{Field: &row.Bridges, Mutator: ovsdb.MutateOperationInsert, Value: newBridges})
+		}
+		if len(newDatapaths) > 0 {
+			muts = append(muts, model.Mutation{Field: &row.Datapaths, Mutator: ovsdb.MutateOperationInsert, Value: newDatapaths})
 		}
 		var gone []string
 		for _, b := range p.delBridges {

@@ -113,7 +113,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 func (c *Client) monitor(ctx context.Context) error {
 	schema := vswitchd.Schema()
 	m := c.ovs.NewMonitor()
-	for _, table := range []string{vswitchd.OpenvSwitchTable, vswitchd.BridgeTable, vswitchd.PortTable, vswitchd.InterfaceTable} {
+	for _, table := range []string{vswitchd.OpenvSwitchTable, vswitchd.BridgeTable, vswitchd.PortTable, vswitchd.InterfaceTable, vswitchd.QoSTable, vswitchd.QueueTable} {
 		var cols []string
 		for col := range schema.Tables[table].Columns {
 			if col != "statistics" {

@@ -34,6 +34,10 @@ type NodeConfig struct {
 	Physnets           map[string]Physnet `yaml:"physnets"`
 	Tunnel             *TunnelConfig      `yaml:"tunnel"`
 	VhostUserSocketDir string             `yaml:"vhostuser_socket_dir"`
+	// L3Backend is where routers run: auto (default: openflow when the OVS datapath can
+	// do conntrack NAT, else nftables), openflow or nftables. Recorded in OVSDB
+	// (external_ids:offlane-l3-backend) for the agent's planner.
+	L3Backend string `yaml:"l3_backend"`
 }
 
 // TLSConfig names the PEM files for an ssl: OVSDB endpoint.

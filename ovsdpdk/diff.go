@@ -73,6 +73,7 @@ type Plan struct {
 	addPorts     []portAdd
 	delPorts     []portDel
 	updPorts     []portUpdate
+	addDatapaths []string // datapath types to give a Datapath row
 }
 
 type bridgeUpdate struct {
@@ -160,6 +161,22 @@ func Diff(want *Layout, have *State) (*Plan, error) {
 			}
 		}
 	}
+	// One Datapath row per datapath type the bridges use: ovs-vswitchd fills its
+	// capabilities column (ct_state_nat, ...), which the planner reads to choose where
+	// NAT runs. OVN's controller creates the same rows.
+	dps := map[string]bool{}
+	for _, b := range want.Bridges {
+		if b.DatapathType != "" {
+			dps[b.DatapathType] = true
+		}
+	}
+	for _, dt := range sortedKeys(dps) {
+		if have.OVS == nil || have.OVS.Datapaths[dt] == "" {
+			p.addDatapaths = append(p.addDatapaths, dt)
+			p.Changes = append(p.Changes, Change{Op: OpAdd, Object: "Datapath " + dt, Detail: "ovs-vswitchd publishes the datapath's capabilities there"})
+		}
+	}
+
 	wantEID := maps.Clone(want.ExternalIDs)
 	wantEID[KeyManagedOtherConfig] = strings.Join(sortedKeys(want.OtherConfig), ",")
 	if wantEID[KeyManagedOtherConfig] == "" {

@@ -2,6 +2,7 @@ package ovsdpdk
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,12 +14,13 @@ func stateOf(l *Layout) *State {
 	eid := maps.Clone(l.ExternalIDs)
 	eid[KeyManagedOtherConfig] = strings.Join(sortedKeys(l.OtherConfig), ",")
 	st := &State{
-		OVS:        &vswitchd.OpenvSwitch{UUID: "ovs", OtherConfig: maps.Clone(l.OtherConfig), ExternalIDs: eid},
+		OVS:        &vswitchd.OpenvSwitch{UUID: "ovs", OtherConfig: maps.Clone(l.OtherConfig), ExternalIDs: eid, Datapaths: map[string]string{}},
 		Bridges:    map[string]*vswitchd.Bridge{},
 		Ports:      map[string]*vswitchd.Port{},
 		Interfaces: map[string]*vswitchd.Interface{},
 	}
 	for _, wb := range l.Bridges {
+		st.OVS.Datapaths[wb.DatapathType] = "dp-" + wb.DatapathType
 		fm := wb.FailMode
 		br := &vswitchd.Bridge{UUID: "b-" + wb.Name, Name: wb.Name, DatapathType: wb.DatapathType, FailMode: &fm, ExternalIDs: maps.Clone(wb.ExternalIDs)}
 		for _, wp := range wb.Ports {
@@ -69,7 +71,7 @@ func TestDiffFresh(t *testing.T) {
 		"+ bridge br-int: datapath_type=netdev fail_mode=standalone external_ids{offlane-owner=node offlane-role=integration}",
 		"+ port patch-tun on br-int: type=patch options{peer=patch-int}",
 		"+ port eth1 on br-phys1: type=system",
-		"+ port tun-vxlan on br-tun: type=vxlan options{key=flow local_ip=10.99.0.1 remote_ip=flow}",
+		"+ port tun-vxlan on br-tun: type=vxlan options{key=flow local_ip=10.99.0.1 remote_ip=flow tos=inherit}",
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("plan lacks %q:\n%s", w, got)
@@ -137,12 +139,25 @@ func TestDiffPutsBackManualChanges(t *testing.T) {
 ~ port patch-tun on br-int: type "internal" → "patch"
 ~ bridge br-tun: fail_mode "standalone" → "secure"
 + port patch-int on br-tun: type=patch options{peer=patch-tun}
-~ port tun-vxlan on br-tun: options {dst_port=4790 key=flow local_ip=10.99.0.1 remote_ip=flow} → {key=flow local_ip=10.99.0.1 remote_ip=flow}`
+~ port tun-vxlan on br-tun: options {dst_port=4790 key=flow local_ip=10.99.0.1 remote_ip=flow tos=inherit} → {key=flow local_ip=10.99.0.1 remote_ip=flow tos=inherit}`
 	if got := changes(p); got != want {
 		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
 	}
 	if len(p.Notes) != 0 {
 		t.Errorf("notes %v", p.Notes)
+	}
+}
+
+func TestDiffDatapathRow(t *testing.T) {
+	l := exampleLayout(t)
+	st := stateOf(l)
+	st.OVS.Datapaths = nil
+	p, err := Diff(l, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := changes(p); got != "+ Datapath netdev: ovs-vswitchd publishes the datapath's capabilities there" || !slices.Equal(p.addDatapaths, []string{"netdev"}) {
+		t.Fatalf("plan without a Datapath row:\n%s", got)
 	}
 }
 

@@ -119,6 +119,7 @@ func FlowLayoutFrom(st *State) (offload.NodeLayout, map[string]int, error) {
 			}
 			l.TunnelLocalIP = ip
 		}
+		l.L3Backend = st.OVS.ExternalIDs[KeyL3Backend]
 	}
 	sort.Strings(l.TunnelTypes)
 	if err := errors.Join(errs...); err != nil {

@@ -24,6 +24,7 @@ const (
 	KeyIntegrationBridge  = "offlane-integration-bridge"
 	KeyVhostUserSocketDir = "offlane-vhostuser-socket-dir"
 	KeyTunnelLocalIP      = "offlane-tunnel-local-ip"
+	KeyL3Backend          = "offlane-l3-backend"
 
 	ownedPrefix = "offlane-"
 )
@@ -121,6 +122,9 @@ func NodeLayout(s *NodeSpec) *Layout {
 
 	l.ExternalIDs[KeyIntegrationBridge] = c.IntegrationBridge
 	l.ExternalIDs[KeyVhostUserSocketDir] = c.VhostUserSocketDir
+	if c.L3Backend != "" && c.L3Backend != "auto" {
+		l.ExternalIDs[KeyL3Backend] = c.L3Backend
+	}
 
 	tags := func(role string) map[string]string {
 		return map[string]string{KeyOwner: OwnerNode, KeyRole: role}
@@ -143,9 +147,10 @@ func NodeLayout(s *NodeSpec) *Layout {
 		ip, _ := tunnelIP(t.LocalIP)
 		for _, ty := range t.Types {
 			// One flow-based port per type: remote and key come from the flows, so a
-			// new peer node needs no new port.
+			// new peer node needs no new port. tos=inherit copies the inner DSCP (a QoS
+			// dscp_marking) to the outer header, as Neutron's tunnels do.
 			br.Ports = append(br.Ports, PortSpec{Name: "tun-" + ty, Type: ty,
-				Options:     map[string]string{"local_ip": ip.String(), "remote_ip": "flow", "key": "flow"},
+				Options:     map[string]string{"local_ip": ip.String(), "remote_ip": "flow", "key": "flow", "tos": "inherit"},
 				ExternalIDs: tags(RoleTunnelPort)})
 		}
 		l.ExternalIDs[KeyTunnelLocalIP] = ip.String()

@@ -55,7 +55,7 @@ bridge br-phys1 netdev secure {offlane-owner=node offlane-physnet=physnet1 offla
 bridge br-tun netdev secure {offlane-owner=node offlane-role=tunnel}
   port br-tun type="internal" {} {offlane-owner=node offlane-role=local}
   port patch-int type="patch" {peer=patch-tun} {offlane-owner=node offlane-role=patch}
-  port tun-vxlan type="vxlan" {key=flow local_ip=10.99.0.1 remote_ip=flow} {offlane-owner=node offlane-role=tunnel-port}
+  port tun-vxlan type="vxlan" {key=flow local_ip=10.99.0.1 remote_ip=flow tos=inherit} {offlane-owner=node offlane-role=tunnel-port}
 `
 	if got != want {
 		t.Errorf("layout:\n%s\nwant:\n%s", got, want)

@@ -123,11 +123,16 @@ func TestLabNodeApply(t *testing.T) {
 	if row(t, o, "Port", "patch-tun") != nil {
 		t.Fatal("patch-tun still there after the manual delete")
 	}
-	plan, err = c.PlanNode(ctx, want)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The client sees the manual changes when its monitor delivers them: wait for that.
 	var lines []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if plan, err = c.PlanNode(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Changes) >= 4 || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, ch := range plan.Changes {
 		lines = append(lines, ch.String())
 	}
@@ -218,7 +223,7 @@ func checkLayout(t *testing.T, o *lab.OVS) {
 	for _, ty := range []string{"vxlan", "geneve", "gre"} {
 		i := row(t, o, "Interface", "tun-"+ty, "type", "options")
 		opts := ovsMap(i["options"])
-		if i["type"] != ty || opts["local_ip"] != "10.99.0.1" || opts["remote_ip"] != "flow" || opts["key"] != "flow" || len(opts) != 3 {
+		if i["type"] != ty || opts["local_ip"] != "10.99.0.1" || opts["remote_ip"] != "flow" || opts["key"] != "flow" || opts["tos"] != "inherit" || len(opts) != 4 {
 			t.Errorf("tunnel port tun-%s: type=%v options=%v", ty, i["type"], opts)
 		}
 	}

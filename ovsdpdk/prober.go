@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -86,7 +87,7 @@ func (p *Prober) ProbeOVS(ctx context.Context) (*hwdetect.OVSInfo, error) {
 		return info, nil
 	}
 	defer c.Close()
-	if _, err := c.Monitor(ctx, c.NewMonitor(client.WithTable(&vswitchd.OpenvSwitch{}))); err != nil {
+	if _, err := c.Monitor(ctx, c.NewMonitor(client.WithTable(&vswitchd.OpenvSwitch{}), client.WithTable(&vswitchd.Datapath{}))); err != nil {
 		if ctx.Err() != nil {
 			info.Reason = fmt.Sprintf("ovsdb-server at %s did not answer in %s", p.endpoint, p.timeout)
 			return info, nil
@@ -109,6 +110,24 @@ func (p *Prober) ProbeOVS(ctx context.Context) (*hwdetect.OVSInfo, error) {
 	info.DPDKInitialized = r.DpdkInitialized
 	info.DPDKVersion = deref(r.DpdkVersion)
 	info.HWOffload = r.OtherConfig["hw-offload"] == "true"
+	if len(r.Datapaths) > 0 {
+		var dps []vswitchd.Datapath
+		if err := c.List(ctx, &dps); err != nil {
+			return nil, fmt.Errorf("read Datapath table at %s: %w", p.endpoint, err)
+		}
+		byUUID := make(map[string]*vswitchd.Datapath, len(dps))
+		for i := range dps {
+			byUUID[dps[i].UUID] = &dps[i]
+		}
+		for typ, uuid := range r.Datapaths {
+			if dp := byUUID[uuid]; dp != nil && len(dp.Capabilities) > 0 {
+				if info.DatapathCapabilities == nil {
+					info.DatapathCapabilities = map[string]map[string]string{}
+				}
+				info.DatapathCapabilities[typ] = maps.Clone(dp.Capabilities)
+			}
+		}
+	}
 	return info, nil
 }
 

@@ -69,6 +69,11 @@ func Resolve(cfg *NodeConfig, hw *hwdetect.Node) (*NodeSpec, error) {
 	if !filepath.IsAbs(c.VhostUserSocketDir) {
 		add("vhostuser_socket_dir", fmt.Sprintf("%q is not an absolute path", c.VhostUserSocketDir), "give an absolute directory, e.g. "+DefaultVhostUserSocketDir)
 	}
+	switch c.L3Backend {
+	case "", "auto", "openflow", "nftables":
+	default:
+		add("l3_backend", fmt.Sprintf("%q is not an L3 backend", c.L3Backend), "use auto, openflow or nftables")
+	}
 	validateBridges(&c, add)
 	if c.Tunnel != nil {
 		validateTunnel(c.Tunnel, add)

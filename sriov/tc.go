@@ -25,7 +25,7 @@ func (f *TCFilter) Own() bool { return offload.IsOfflaneTCCookie(f.Cookie) }
 
 // Key is the filter's identity as the compiler's TCRule.Key (valid for own filters).
 func (f *TCFilter) Key() offload.TCKey {
-	k := offload.TCKey{Dev: f.Rule.Dev, Chain: f.Rule.Chain, Prio: f.Rule.Prio}
+	k := offload.TCKey{Dev: f.Rule.Dev, Egress: f.Rule.Egress, Chain: f.Rule.Chain, Prio: f.Rule.Prio}
 	copy(k.Cookie[:], f.Cookie)
 	return k
 }
@@ -43,7 +43,8 @@ type TCKernel interface {
 	// EnsureClsact makes sure dev has an ingress hook (a clsact, or an existing ingress
 	// qdisc). Idempotent; ErrNoDevice when dev does not exist.
 	EnsureClsact(ctx context.Context, dev string) error
-	// Filters lists every flower filter on dev's ingress hook, offlane's and others'.
+	// Filters lists every flower filter on dev's ingress and egress hooks, offlane's and
+	// others'.
 	// ErrNoDevice when dev does not exist.
 	Filters(ctx context.Context, dev string) ([]TCFilter, error)
 	// FilterAdd creates the rule with its cookie on every action (exclusive create: an
@@ -276,7 +277,7 @@ func (a *TCApplier) deleteAll(ctx context.Context, fs []TCFilter) []error {
 func conflicting(r *offload.TCRule, del []TCFilter, done map[int]bool) int {
 	for j := range del {
 		d := &del[j].Rule
-		if !done[j] && d.Dev == r.Dev && d.Chain == r.Chain && d.Prio == r.Prio && d.Proto == r.Proto && d.Match == r.Match {
+		if !done[j] && d.Dev == r.Dev && d.Egress == r.Egress && d.Chain == r.Chain && d.Prio == r.Prio && d.Proto == r.Proto && d.Match == r.Match {
 			return j
 		}
 	}
@@ -301,9 +302,9 @@ func TCMissing(desired []offload.TCRule, got []TCFilter) []string {
 	return out
 }
 
-// TCEqual compares what the kernel holds of two rules: device, chain, priority,
+// TCEqual compares what the kernel holds of two rules: device, hook, chain, priority,
 // protocol, match and actions (not flags, origin or reason).
 func TCEqual(a, b *offload.TCRule) bool {
-	return a.Dev == b.Dev && a.Chain == b.Chain && a.Prio == b.Prio && a.Proto == b.Proto &&
+	return a.Dev == b.Dev && a.Egress == b.Egress && a.Chain == b.Chain && a.Prio == b.Prio && a.Proto == b.Proto &&
 		a.Match == b.Match && slices.Equal(a.Actions, b.Actions)
 }

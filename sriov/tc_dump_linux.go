@@ -50,11 +50,11 @@ const (
 	mirredIfindexAt = 24
 )
 
-// dumpFilters lists the flower filters on the ingress hook of ifindex idx.
-func (g *NetlinkTC) dumpFilters(dev string, idx uint32) ([]TCFilter, error) {
+// dumpFilters lists the flower filters on the ingress (or egress) hook of ifindex idx.
+func (g *NetlinkTC) dumpFilters(dev string, idx uint32, egress bool) ([]TCFilter, error) {
 	req := make([]byte, tcmsgLen)
 	binary.NativeEndian.PutUint32(req[4:], idx)
-	binary.NativeEndian.PutUint32(req[12:], ingressParent)
+	binary.NativeEndian.PutUint32(req[12:], hookParent(egress))
 	msgs, err := g.raw.Execute(netlink.Message{
 		Header: netlink.Header{Type: unix.RTM_GETTFILTER, Flags: netlink.Request | netlink.Dump},
 		Data:   req,
@@ -81,7 +81,9 @@ func (g *NetlinkTC) dumpFilters(dev string, idx uint32) ([]TCFilter, error) {
 func (g *NetlinkTC) decodeFilter(dev string, b []byte) (TCFilter, bool, error) {
 	handle := binary.NativeEndian.Uint32(b[8:])
 	info := binary.NativeEndian.Uint32(b[16:])
-	r := offload.TCRule{Dev: dev, Handle: handle, Prio: uint16(info >> 16), Proto: htons(uint16(info))}
+	r := offload.TCRule{Dev: dev, Handle: handle, Prio: uint16(info >> 16), Proto: htons(uint16(info)),
+		Egress: binary.NativeEndian.Uint32(b[12:]) == egressParent}
+	var dstIP, dstMask []byte
 	f := TCFilter{}
 	ad, err := netlink.NewAttributeDecoder(b[tcmsgLen:])
 	if err != nil {
@@ -131,6 +133,10 @@ func (g *NetlinkTC) decodeFilter(dev string, b []byte) (TCFilter, bool, error) {
 			r.Match.EncDstIP, _ = netip.AddrFromSlice(od.Bytes())
 		case flowerKeyEncUDPDstPrt:
 			r.Match.EncDstPort = binary.BigEndian.Uint16(od.Bytes())
+		case flowerKeyIPv4Dst:
+			dstIP = od.Bytes()
+		case flowerKeyIPv4DstMask:
+			dstMask = od.Bytes()
 		case flowerAct:
 			od.Nested(func(nad *netlink.AttributeDecoder) error {
 				for nad.Next() {
@@ -151,6 +157,9 @@ func (g *NetlinkTC) decodeFilter(dev string, b []byte) (TCFilter, bool, error) {
 	}
 	if err := od.Err(); err != nil {
 		return f, false, err
+	}
+	if dstIP != nil {
+		r.Match.DstIP = ipv4Prefix(dstIP, dstMask)
 	}
 	f.Rule = r
 	return f, true, nil
@@ -219,6 +228,11 @@ func (g *NetlinkTC) decodeAction(ad *netlink.AttributeDecoder) (offload.TCAction
 	case "gact":
 		if u32(8) == actShot {
 			a = offload.TCAction{Kind: offload.TCActDrop}
+		}
+	case "police", "pedit", "csum":
+		attrs[actParms] = parms // police's rate table, csum's tm: not PARMS for them
+		if l3, ok := decodeL3Action(kind, attrs); ok {
+			a = l3
 		}
 	}
 	return a, cookie

@@ -161,14 +161,14 @@ func (e *tcEncoder) filter(r *offload.TCRule, seq uint32, ifindex func(string) (
 	}
 	// length set by appendFilter; tcmsg info: priority, protocol
 	e.header(unix.RTM_NEWTFILTER, unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL,
-		seq, idx, r.Handle, ingressParent, uint32(r.Prio)<<16|uint32(htons(r.Proto)))
+		seq, idx, r.Handle, hookParent(r.Egress), uint32(r.Prio)<<16|uint32(htons(r.Proto)))
 	e.attrString(tcaKind, "flower")
 	e.attrU32(tcaChain, r.Chain)
 	opts := e.nest(tcaOptions)
 	e.attrU32(flowerFlags, uint32(r.Flags))
 	m := &r.Match
-	if r.Proto == offload.TCProto8021Q {
-		e.attrBE16(flowerKeyEthType, offload.TCProto8021Q) // vlan_id is parsed only under it
+	if r.Proto == offload.TCProto8021Q || r.Proto == offload.TCProtoIPv4 {
+		e.attrBE16(flowerKeyEthType, r.Proto) // vlan_id, IPv4 keys are parsed only under it
 	}
 	if m.VLANID != 0 {
 		e.attrU16(flowerKeyVlanID, m.VLANID) // NLA_U16: host order
@@ -209,6 +209,14 @@ func (e *tcEncoder) filter(r *offload.TCRule, seq uint32, ifindex func(string) (
 	if m.EncDstPort != 0 {
 		e.attrBE16(flowerKeyEncUDPDstPort, m.EncDstPort)
 		e.attrBE16(flowerKeyEncUDPDstPrtMsk, 0xffff)
+	}
+	if m.DstIP.IsValid() {
+		if !m.DstIP.Addr().Is4() || r.Proto != offload.TCProtoIPv4 {
+			return fmt.Errorf("rule %s: dst_ip %s: only IPv4, under protocol ip", r, m.DstIP)
+		}
+		ip := m.DstIP.Masked().Addr().As4()
+		e.attrBytes(flowerKeyIPv4Dst, ip[:])
+		e.attrBE32(flowerKeyIPv4DstMask, ^uint32(0)<<(32-m.DstIP.Bits()))
 	}
 	acts := e.nest(flowerAct)
 	for i := range r.Actions {
@@ -280,6 +288,11 @@ func (e *tcEncoder) action(r *offload.TCRule, a *offload.TCAction, n uint16, ifi
 		opts = e.nest(actOptions)
 		e.attr(actParms, tcGenLen)
 		e.tcGen(actShot)
+	case offload.TCActPolice, offload.TCActPeditEth, offload.TCActPeditTTL, offload.TCActPeditDSCP, offload.TCActCsum:
+		var err error
+		if opts, err = e.l3Action(r, a); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("rule %s: unknown action %q", r, a.Kind)
 	}
@@ -512,7 +525,7 @@ func (b *nlBatch) filterDel(idx uint32, r *offload.TCRule) error {
 // appendFilterDel appends the RTM_DELTFILTER message of r on ifindex idx.
 func (e *tcEncoder) appendFilterDel(idx uint32, r *offload.TCRule, seq uint32) {
 	at := e.header(unix.RTM_DELTFILTER, unix.NLM_F_REQUEST|unix.NLM_F_ACK,
-		seq, idx, r.Handle, ingressParent, uint32(r.Prio)<<16|uint32(htons(r.Proto)))
+		seq, idx, r.Handle, hookParent(r.Egress), uint32(r.Prio)<<16|uint32(htons(r.Proto)))
 	e.attrString(tcaKind, "flower")
 	e.attrU32(tcaChain, r.Chain)
 	e.finish(at)

@@ -67,6 +67,17 @@ func extraRules() []offload.TCRule {
 		{Dev: "b", Chain: 3, Prio: 11, Proto: offload.TCProto8021Q, Match: offload.TCMatch{VLANID: 4094, DstMAC: "fa:16:3e:00:00:02"},
 			Actions: []offload.TCAction{{Kind: offload.TCActVLANPop}, {Kind: offload.TCActMirror, Dev: "a"}, {Kind: offload.TCActRedirect, Dev: "c"}},
 			Flags:   offload.TCSkipSW, Origin: offload.Origin{Kind: offload.KindPort, ID: "y"}},
+		// tc_l3.go's actions: police (also above 2^32 bytes/s), pedit, csum, egress hook
+		{Dev: "a", Prio: 5, Proto: offload.TCProtoAll, Actions: []offload.TCAction{{Kind: offload.TCActPolice, Rate: 1250000,
+			Burst: offload.PoliceBurst(1250000, 1000000), Continue: true}}, Flags: offload.TCSkipHW, Origin: offload.Origin{Kind: offload.KindQoS, ID: "x"}},
+		{Dev: "a", Egress: true, Prio: 5, Proto: offload.TCProtoAll, Actions: []offload.TCAction{{Kind: offload.TCActPolice, Rate: 50e9,
+			Burst: offload.PoliceBurst(50e9, 1<<20)}}, Flags: offload.TCSkipSW, Origin: offload.Origin{Kind: offload.KindQoS, ID: "x"}},
+		{Dev: "a", Prio: 6, Proto: offload.TCProtoIPv4, Actions: []offload.TCAction{{Kind: offload.TCActPeditDSCP, DSCP: 46},
+			{Kind: offload.TCActCsum, Continue: true}}, Flags: offload.TCSkipHW, Origin: offload.Origin{Kind: offload.KindQoS, ID: "x"}},
+		{Dev: "a", Prio: 8, Proto: offload.TCProtoIPv4, Match: offload.TCMatch{DstMAC: "fa:16:3e:00:00:f1", DstIP: netip.MustParsePrefix("10.0.1.0/24")},
+			Actions: []offload.TCAction{{Kind: offload.TCActPeditEth, EthDst: "fa:16:3e:00:00:05", EthSrc: "fa:16:3e:00:00:f2"},
+				{Kind: offload.TCActPeditTTL}, {Kind: offload.TCActCsum}, {Kind: offload.TCActRedirect, Dev: "c"}},
+			Flags: offload.TCSkipHW, Origin: offload.Origin{Kind: offload.KindRouter, ID: "r"}},
 	}
 	for i := range rs {
 		rs[i].Seal()
@@ -96,7 +107,8 @@ func TestTCOwnEncodeDecode(t *testing.T) {
 		}
 	}
 	for _, k := range []string{offload.TCActVLANPush, offload.TCActVLANPop, offload.TCActTunSet, offload.TCActTunUnset,
-		offload.TCActRedirect, offload.TCActMirror, offload.TCActDrop} {
+		offload.TCActRedirect, offload.TCActMirror, offload.TCActDrop, offload.TCActPolice, offload.TCActPeditEth,
+		offload.TCActPeditTTL, offload.TCActPeditDSCP, offload.TCActCsum} {
 		if !kinds[k] {
 			t.Errorf("no rule with action %s in the round trip", k)
 		}
@@ -136,6 +148,11 @@ func TestTCOwnEncodeErrors(t *testing.T) {
 		{"tun6", func(r *offload.TCRule) {
 			r.Actions = []offload.TCAction{{Kind: offload.TCActTunSet, TunSrc: netip.MustParseAddr("::1"), TunDst: netip.MustParseAddr("::2")}}
 		}, "tunnel_key set"},
+		{"pedit mac", func(r *offload.TCRule) {
+			r.Actions = []offload.TCAction{{Kind: offload.TCActPeditEth, EthDst: "fa:16:3e:00:00:05", EthSrc: "router"}}
+		}, "pedit eth dst"},
+		{"police 0", func(r *offload.TCRule) { r.Actions = []offload.TCAction{{Kind: offload.TCActPolice}} }, "police with rate 0"},
+		{"dst_ip proto", func(r *offload.TCRule) { r.Match.DstIP = netip.MustParsePrefix("10.0.0.1/32") }, "dst_ip 10.0.0.1/32: only IPv4, under protocol ip"},
 	}
 	for _, c := range cases {
 		r := base

@@ -143,17 +143,21 @@ func (g *NetlinkTC) Filters(ctx context.Context, dev string) ([]TCFilter, error)
 	if err != nil {
 		return nil, err
 	}
-	fs, err := g.dumpFilters(dev, idx)
-	if err != nil {
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return nil, nil // no ingress hook yet: no filters
+	var all []TCFilter
+	for _, egress := range []bool{false, true} {
+		fs, err := g.dumpFilters(dev, idx, egress)
+		if err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
+				continue // no such hook (yet): no filters
+			}
+			if errors.Is(err, unix.ENODEV) {
+				return nil, fmt.Errorf("%w: netdev %s", ErrNoDevice, dev)
+			}
+			return nil, err
 		}
-		if errors.Is(err, unix.ENODEV) {
-			return nil, fmt.Errorf("%w: netdev %s", ErrNoDevice, dev)
-		}
-		return nil, err
+		all = append(all, fs...)
 	}
-	return fs, nil
+	return all, nil
 }
 
 // FilterAdd implements TCKernel.

@@ -160,10 +160,11 @@ type VFSetResult struct {
 	Config  VFConfig `json:"config"`
 }
 
-// VFSet applies legacy-mode settings to VF vf of the PF named by ref over rtnetlink and
-// reads them back. Idempotent: settings already in place make no call. It refuses
-// (changing nothing) bad values, an unknown VF and a PF in switchdev mode, where the
-// VF's traffic is steered through its representor instead.
+// VFSet applies settings to VF vf of the PF named by ref and reads them back: in legacy
+// mode over rtnetlink, in switchdev mode the MAC and rates over devlink (port function
+// hw_addr, rate tx_share/tx_max; the rest is refused there: tc rules on the
+// representor do it). Idempotent: settings already in place make no call. It refuses
+// (changing nothing) bad values and an unknown VF.
 func (m *Manager) VFSet(ctx context.Context, ref string, vf int, s VFSettings) (*VFSetResult, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
@@ -173,7 +174,7 @@ func (m *Manager) VFSet(ctx context.Context, ref string, vf int, s VFSettings) (
 		return nil, err
 	}
 	if pf.EswitchMode == ModeSwitchdev {
-		return nil, fmt.Errorf("%w: %s is in switchdev mode: VF settings there are made on the VF's representor (tc rules, devlink port function); switch to legacy mode for ip-link style VF settings", ErrUnsupported, pf.Device)
+		return m.vfSetSwitchdev(ctx, pf, vf, s) // vf_switchdev.go
 	}
 	if vf < 0 || vf >= pf.NumVFs {
 		return nil, fmt.Errorf("%w: %s has %d VFs (0 to %d): no VF %d", ErrInvalid, pf.Device, pf.NumVFs, pf.NumVFs-1, vf)

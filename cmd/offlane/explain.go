@@ -165,7 +165,12 @@ type explainReport struct {
 	Unbound   bool                   `json:"unbound,omitempty"` // planned for OpenFlow, but OVS has no OpenFlow port for it yet
 	Rules     []offload.ExpandedRule `json:"security_group_rules"`
 	Flows     []explainFlow          `json:"flows"`
+	Meters    []offload.Meter        `json:"meters,omitempty"` // the port's QoS meters
 	Source    explainSource          `json:"source"`
+	// The port's datapath flows and where each runs (live only; explain_dp.go).
+	DatapathPort  string                 `json:"datapath_port,omitempty"`
+	Datapath      []ovsdpdk.DatapathFlow `json:"datapath_flows,omitempty"`
+	DatapathError string                 `json:"datapath_error,omitempty"`
 }
 
 type explainSource struct {
@@ -211,6 +216,7 @@ func (o *explainOptions) run(ctx context.Context, out io.Writer) error {
 	}
 	if !o.offline {
 		rep.Source.OVSRunDir = o.ovsRunDir
+		o.addDatapath(ctx, rep, np.Layout.IntegrationBridge)
 	}
 	if o.output == "json" {
 		enc := json.NewEncoder(out)
@@ -268,6 +274,7 @@ func explain(ctx context.Context, np *nodePlanFile, portID, planPath string, liv
 	if pp := np.Plan.Port(portID); pp != nil {
 		rep.Decisions = pp.Decisions
 	}
+	rep.Meters = comp.PortMeters(portID)
 	for _, u := range comp.Unbound() {
 		rep.Unbound = rep.Unbound || u == portID
 	}
@@ -376,7 +383,7 @@ func tableNames(l offload.NodeLayout) map[string]map[uint8]string {
 			offload.TableEgressSG: "egress security groups", offload.TableARPResponder: "ARP responder",
 			offload.TableL2: "L2 forwarding", offload.TableFlood: "flood", offload.TableFloodMore: "flood (continued)",
 			offload.TableIngress: "ingress", offload.TableIngressSG: "ingress security groups",
-			offload.TableCommit: "conntrack commit", offload.TableDeliver: "deliver",
+			offload.TableCommit: "conntrack commit", offload.TableDeliver: "deliver", offload.TableQoS: "QoS (meter, DSCP)",
 		},
 	}
 	if l.TunnelBridge != "" {
@@ -426,6 +433,9 @@ func printExplain(w io.Writer, r *explainReport) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, m := range r.Meters {
+		fmt.Fprintf(w, "meter %d on %s: %s limit %d kbit/s, burst %d kbit (ovs-ofctl: %s)\n", m.ID, m.Bridge, m.Direction, m.Kbps, m.BurstKb, m.Spec())
+	}
 
 	if len(r.Rules) > 0 {
 		fmt.Fprintln(w)
@@ -474,7 +484,10 @@ func printExplain(w io.Writer, r *explainReport) error {
 		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Priority, orNone(f.Match), f.Actions, origin, st, pk, by)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printDatapath(w, r)
 }
 
 func orNone(s string) string {

@@ -144,6 +144,15 @@ func TestLabExplainLive(t *testing.T) {
 		}
 	}
 	t.Logf("p1's classify flow: %s → %s, %d packets, %d bytes", classify.Match, classify.Actions, *classify.Packets, *classify.Bytes)
+	// the datapath part: the userspace datapath's flows of p1's interface, none in tc
+	if rep.DatapathPort != "p1" || rep.DatapathError != "" || len(rep.Datapath) == 0 {
+		t.Fatalf("explain datapath: port %q, error %q, %d flows", rep.DatapathPort, rep.DatapathError, len(rep.Datapath))
+	}
+	for _, f := range rep.Datapath {
+		if !f.Touches("p1") || f.InTC() || f.DP != "ovs" {
+			t.Errorf("datapath flow of p1: %+v", f)
+		}
+	}
 
 	// Behind offlane's back: delete that flow, add one with p1's cookie.
 	target := of.Target("br-int")

@@ -133,7 +133,7 @@ func TestExplainOffline(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("-o json: %v\n%s", err, out)
 	}
-	if rep.Port.ID != "p2" || rep.Port.OFPort != 12 || len(rep.Decisions) != 3 || len(rep.Rules) != 4 || rep.Source.OVSRunDir != "" {
+	if rep.Port.ID != "p2" || rep.Port.OFPort != 12 || len(rep.Decisions) != len(offload.Features) || len(rep.Rules) != 4 || rep.Source.OVSRunDir != "" {
 		t.Fatalf("report: %+v", rep)
 	}
 	kinds := map[offload.Kind]int{}

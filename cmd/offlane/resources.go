@@ -42,7 +42,7 @@ const (
 func addResourceCmds(root *cobra.Command, g *globalOptions) {
 	for _, newCmd := range []func(*apiOptions) *cobra.Command{
 		newNetworkCmd, newSubnetCmd, newPortCmd, newRouterCmd, newFloatingIPCmd,
-		newSecurityGroupCmd, newSecurityGroupRuleCmd, newQoSPolicyCmd,
+		newSecurityGroupCmd, newSecurityGroupRuleCmd, newQoSPolicyCmd, newVifCmd,
 	} {
 		a := &apiOptions{g: g, getenv: os.Getenv}
 		cmd := newCmd(a)

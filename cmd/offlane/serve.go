@@ -27,10 +27,12 @@ type serveOptions struct {
 	tlsCert string
 	tlsKey  string
 	config  string
+	agent   agentFlags
 }
 
 func newServeCmd(g *globalOptions) *cobra.Command {
 	o := &serveOptions{g: g}
+	o.agent.g = g
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the Neutron v2.0 API on an embedded store",
@@ -53,6 +55,7 @@ SIGTERM: in-flight requests finish, then the store is closed.`,
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS; needs --tls-key)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS key file (needs --tls-cert)")
 	f.StringVar(&o.config, "config", "", "YAML file with segment ranges and MTU (see README); defaults without")
+	o.agent.register(f)
 	return cmd
 }
 
@@ -77,6 +80,9 @@ func (o *serveOptions) validate() error {
 	}
 	if o.data == "" {
 		return usageErrorf("--data: empty; give the directory for the store file")
+	}
+	if err := o.agent.validate(o.data); err != nil {
+		return err
 	}
 	return nil
 }
@@ -117,6 +123,29 @@ func (o *serveOptions) run(parent context.Context) error {
 			log.Error("close store", zap.Error(err))
 		}
 	}()
+	var agentDone chan error // nil without --agent: never ready
+	if o.agent.enabled {
+		agentDone = make(chan error, 1)
+		actx, cancelAgent := context.WithCancel(ctx)
+		rt, err := o.agent.startAgent(actx, srv.Store(), o.g.logger())
+		if err != nil {
+			cancelAgent()
+			return err
+		}
+		defer func() { cancelAgent(); <-agentDone; rt.close() }()
+		go func() { agentDone <- rt.run(actx) }()
+		fmt.Fprintf(o.g.stdout, "offlane: agent for host %s programs OVS from %s\n", o.agent.host, o.agent.nodeConfig)
+		if rt.metrics != nil {
+			mln, err := net.Listen("tcp", o.agent.metrics)
+			if err != nil {
+				return fmt.Errorf("--metrics-listen %s: %w", o.agent.metrics, err)
+			}
+			ms := &http.Server{Handler: rt.metrics, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)}
+			go func() { _ = ms.Serve(mln) }()
+			defer ms.Close()
+			fmt.Fprintf(o.g.stdout, "offlane: metrics on http://%s/metrics (and /healthz, /readyz)\n", mln.Addr())
+		}
+	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
@@ -138,6 +167,15 @@ func (o *serveOptions) run(parent context.Context) error {
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve %s: %w", o.listen, err)
+	case err := <-agentDone:
+		agentDone <- err      // for the deferred wait
+		if ctx.Err() == nil { // not a shutdown: the agent failed
+			_ = hs.Close()
+			if err == nil {
+				err = errors.New("it returned before the server stopped")
+			}
+			return fmt.Errorf("agent stopped: %w", err)
+		}
 	case <-ctx.Done():
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

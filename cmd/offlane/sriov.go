@@ -377,11 +377,13 @@ func newSriovVFSetCmd(g *globalOptions) *cobra.Command {
 	o := &sriovVFSetOptions{sriovCommon: sriovCommon{g: g}}
 	cmd := &cobra.Command{
 		Use:   "set",
-		Short: "Set a VF's MAC, VLAN/QoS, trust, spoof checking, link state and tx rates (legacy mode)",
+		Short: "Set a VF's MAC, VLAN/QoS, trust, spoof checking, link state and tx rates",
 		Long: `set changes the given settings of one VF over rtnetlink (like ip link set PF vf N …),
 trust and spoof checking first, then MAC, VLAN, rates and the link state, and reads
 them back. Settings not given are left alone; settings already in place are not sent.
-In switchdev mode it refuses: a VF's traffic is then shaped through its representor.`,
+In switchdev mode the MAC is set through devlink (port function hw_addr) and the rates
+through the VF port's devlink rate object (tx_share, tx_max); VLAN, trust, spoof
+checking and link state are refused there: tc rules on the representor do that.`,
 		Example: `  offlane sriov vf set --pf ens1f0np0 --vf 0 --mac 02:00:00:00:00:10 --vlan 100 --qos 3
   offlane sriov vf set --pf ens1f0np0 --vf 1 --trust on --spoofchk off --max-tx-rate 1000`,
 		Args: cobra.NoArgs,

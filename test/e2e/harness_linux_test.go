@@ -36,6 +36,9 @@ type host struct {
 	vlans map[string]uint16 // local VLAN allocation, kept across reconciles
 	vms   map[string]*lab.VM
 	log   *zap.Logger
+	// l3 realises the routers the plan gives a non-OpenFlow backend (l3_linux_test.go);
+	// nil: nothing to realise.
+	l3 l3Backend
 
 	// Last reconcile: what explain reads.
 	layout offload.NodeLayout
@@ -141,6 +144,9 @@ func (h *host) compile(snap offload.Snapshot, vteps map[string]netip.Addr) *offl
 	layout, ofports, err := h.c.FlowLayout(ctxFor(t, 30*time.Second))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h.l3 != nil {
+		layout, ofports = h.realiseL3(snap, vteps, layout, ofports) // l3_linux_test.go
 	}
 	ir, err := offload.Build(offload.BuildInput{Host: h.name, Snapshot: snap, VTEPs: vteps, OFPorts: ofports, LocalVLANs: h.vlans})
 	if err != nil {

@@ -29,6 +29,9 @@ var labModules = []string{
 	// netfilter fallback (NAT and security groups in namespaces)
 	"nf_tables", "nft_ct", "nft_nat", "nft_chain_nat", "nft_masq", "nft_reject_inet", "nft_fib_inet",
 	"nf_conntrack", "nf_nat",
+	// libcrc32c (openvswitch, act_csum, nf_nat) fails its init with ENOENT without a
+	// crc32c implementation: its "softdep pre: crc32c"
+	"crc32c_generic",
 }
 
 // guestTool is a host program copied into the guest with its shared libraries.
@@ -45,11 +48,14 @@ var guestTools = []guestTool{
 	{path: "busybox"},
 	{path: "ip"}, {path: "tc"}, {path: "devlink"}, {path: "bridge"}, {path: "ethtool"},
 	{path: "/usr/sbin/modprobe"}, {path: "/usr/sbin/insmod"}, {path: "/usr/sbin/rmmod"}, {path: "/usr/sbin/lsmod"},
-	{path: "/usr/lib/openvswitch-switch/ovs-vswitchd", dest: "/usr/sbin/ovs-vswitchd", optional: true},
+	// ovs-vswitchd at the host's path too: test/lab (StartOVS) runs it from there
+	{path: "/usr/lib/openvswitch-switch/ovs-vswitchd", optional: true},
 	{path: "ovsdb-server", optional: true}, {path: "ovsdb-tool", optional: true}, {path: "ovs-vsctl", optional: true},
+	{path: "ovsdb-client", optional: true},
 	{path: "ovs-appctl", optional: true}, {path: "ovs-ofctl", optional: true}, {path: "ovs-dpctl", optional: true},
 	{path: "/usr/share/openvswitch/vswitch.ovsschema", optional: true},
 	{path: "tcpdump", optional: true}, {path: "nft", optional: true},
+	{path: "iperf3", optional: true}, // police rates measured in the guest
 }
 
 // guestEtc are small host files the tools expect.

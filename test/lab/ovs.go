@@ -36,6 +36,10 @@ type Options struct {
 	PresetDPDK bool
 	// OtherConfig is written into Open_vSwitch other_config before ovs-vswitchd starts.
 	OtherConfig map[string]string
+	// SystemDatapath prepares for bridges with datapath_type=system (OVS's kernel
+	// datapath): the openvswitch module is loaded before ovs-vswitchd starts, and the test
+	// skips when the kernel has no OVS datapath (this machine's; the kernel lab's has one).
+	SystemDatapath bool
 	// ServerArgs are added to ovsdb-server's command line, e.g. more remotes
 	// ("--remote=pssl:6640:127.0.0.1") with "--private-key=…", "--certificate=…",
 	// "--ca-cert=…".
@@ -125,6 +129,9 @@ func StartOVS(t testing.TB, opts Options) *OVS {
 	RequireOVS(t)
 	if opts.DPDK {
 		RequireDPDK(t)
+	}
+	if opts.SystemDatapath {
+		requireKernelDatapath(t)
 	}
 	o := &OVS{t: t, ID: newID(), opts: opts}
 	if !opts.DPDK {
@@ -688,4 +695,16 @@ func meminfo(key string) (uint64, error) {
 		}
 	}
 	return 0, errors.New("/proc/meminfo has no " + key)
+}
+
+// requireKernelDatapath loads the openvswitch module (ovs-vswitchd does not: its
+// genetlink families are not auto-loaded) or skips the test.
+func requireKernelDatapath(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/sys/module/openvswitch"); err == nil {
+		return
+	}
+	if out, err := runCmd(30*time.Second, nil, "modprobe", "openvswitch"); err != nil {
+		t.Skipf("lab: no OVS kernel datapath in this kernel (modprobe openvswitch: %v %s); the kernel lab (make test-kernel) has one", err, strings.TrimSpace(out))
+	}
 }

@@ -85,6 +85,11 @@ func (v *VM) Exec(bin string, args ...string) (string, error) {
 type TestPMDOptions struct {
 	Socket string // vhost-user socket path; testpmd is the server (OVS: dpdkvhostuserclient)
 	MAC    string // the virtio port's MAC
+	// Forward is the forwarding mode: "" = icmpecho; "txonly" sends TxPktLen-byte UDP
+	// frames (default 64) to PeerMAC as fast as it can and ignores what it receives.
+	Forward  string
+	TxPktLen int
+	PeerMAC  string
 }
 
 // TestPMD is a running dpdk-testpmd in icmpecho mode: it answers ARP and ping for any IP.
@@ -122,7 +127,19 @@ func (o *OVS) StartTestPMD(t testing.TB, opts TestPMDOptions) *TestPMD {
 	}
 	args = append(args, "--single-file-segments", "--vdev", vdev, "--",
 		// Without -i and with stdin at EOF testpmd exits at once; --stats-period keeps it up.
-		"--total-num-mbufs=8192", "--nb-cores=1", "--forward-mode=icmpecho", "--auto-start", "--stats-period=3600")
+		"--total-num-mbufs=8192", "--nb-cores=1", "--auto-start", "--stats-period=3600")
+	switch opts.Forward {
+	case "", "icmpecho":
+		args = append(args, "--forward-mode=icmpecho")
+	default:
+		args = append(args, "--forward-mode="+opts.Forward)
+		if opts.TxPktLen > 0 {
+			args = append(args, "--txpkts="+strconv.Itoa(opts.TxPktLen))
+		}
+		if opts.PeerMAC != "" {
+			args = append(args, "--eth-peer=0,"+opts.PeerMAC)
+		}
+	}
 	p, err := o.spawn("testpmd", nil, "nice", args...)
 	if err != nil {
 		t.Fatalf("lab: %v", err)

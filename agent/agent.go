@@ -1,0 +1,437 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/offlane/offlane/agent/metrics"
+	"github.com/offlane/offlane/controlplane"
+	"github.com/offlane/offlane/hwdetect"
+	"github.com/offlane/offlane/offload"
+	"github.com/offlane/offlane/ovsdpdk"
+)
+
+// Config is the agent's configuration.
+type Config struct {
+	// Host is this node's binding:host_id: ports bind here when theirs equals it.
+	Host string
+	// Layout is the node's OVS layout (from the node config `offlane node apply` takes);
+	// the agent applies it at start and whenever it finds OVS lost it. nil: bridges are
+	// managed elsewhere.
+	Layout *ovsdpdk.Layout
+	// TunnelIP is the VTEP this node publishes (the node config's tunnel local_ip);
+	// invalid when the node has no overlay.
+	TunnelIP netip.Addr
+	// StateDir holds the agent's state file (local VLANs, last revision).
+	StateDir string
+	// L3Backend is openflow, nftables or auto ("" = auto): see offload's planner.
+	L3Backend string
+	// Debounce batches bursts of store events into one reconcile (default 100 ms).
+	Debounce time.Duration
+	// Resync is the period of full reconciles, which repair drift (default 30 s).
+	Resync time.Duration
+	// Probe is how often the agent checks that OVS still holds its pipeline, to notice
+	// a restarted ovs-vswitchd within seconds (default 2 s).
+	Probe time.Duration
+	// Heartbeat is the agents-registry heartbeat period (default 10 s).
+	Heartbeat time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Debounce <= 0 {
+		c.Debounce = 100 * time.Millisecond
+	}
+	if c.Resync <= 0 {
+		c.Resync = 30 * time.Second
+	}
+	if c.Probe <= 0 {
+		c.Probe = 2 * time.Second
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 10 * time.Second
+	}
+}
+
+// Stage realises, before the flows are compiled, what a plan puts outside OVS's flow
+// tables: qrouter namespaces for routers planned on nftables, qdhcp namespaces, QoS
+// rows. A stage that plugged or unplugged ports into the integration bridge returns
+// changed=true: the agent then rebuilds the IR once so the new ports take part in L2.
+type Stage interface {
+	Name() string
+	Realise(ctx context.Context, ir *offload.IR, plan *offload.Plan) (changed bool, err error)
+}
+
+// Observer receives the agent's measurements (package agent/metrics implements it).
+type Observer interface {
+	ObserveReconcile(full bool, d time.Duration, changes int, err error)
+	ObserveFlowSync(s metrics.FlowSync)
+	AddChanges(kind string, n int)
+	SetPlan(plan *offload.Plan)
+	SetNode(node *hwdetect.Node)
+	SetWatchLag(revisions int64)
+}
+
+// Result is one successful reconcile, for explain and tests.
+type Result struct {
+	Revision int64
+	Full     bool
+	Layout   offload.NodeLayout
+	IR       *offload.IR
+	Plan     *offload.Plan
+	Changes  int // flow mods sent
+	Bindings int // port bindings written
+}
+
+// Deps are the agent's collaborators.
+type Deps struct {
+	Store controlplane.Store
+	OVS   *ovsdpdk.Client
+	Ports *ovsdpdk.Ports
+	Flows *ovsdpdk.Flows
+	// OpenFlow is the channel Flows uses; the agent probes the pipeline through it.
+	OpenFlow ovsdpdk.OpenFlow
+	// Meters and QoS apply the QoS the flows need (OpenFlow meters, OVSDB QoS rows);
+	// optional (nil: QoS policies are compiled but not applied).
+	Meters *ovsdpdk.Meters
+	QoS    *ovsdpdk.QoS
+	// ProbeNeighbours sends ARP requests for the routers' external next hops, whose
+	// MACs the pipeline learns (ovsdpdk.ProbeNeighbours); optional.
+	ProbeNeighbours func(ctx context.Context, probes []offload.NeighbourProbe) error
+	// Detect returns the node's capabilities (hwdetect.Detect with the OVS prober).
+	Detect func(ctx context.Context) (*hwdetect.Node, error)
+	Stages []Stage
+	// OnReconciled is called after each successful reconcile (e.g. to save the node
+	// plan file `offlane explain` reads). Optional.
+	OnReconciled func(Result)
+	Observer     Observer // optional
+	Logger       *zap.Logger
+}
+
+// Agent is one node's agent. Run it once.
+type Agent struct {
+	cfg Config
+	d   Deps
+	log *zap.Logger
+
+	state  *persisted
+	hw     *hwdetect.Node
+	layout offload.NodeLayout
+	comp   *offload.Compiler
+
+	mu       sync.Mutex
+	last     Result
+	ready    bool
+	lastErr  error
+	needFull bool
+	rev      int64 // revision of the last snapshot reconciled
+	vteps    map[string]netip.Addr
+
+	probes     []offload.NeighbourProbe
+	portInfos  []metrics.PortInfo
+	flowCounts []metrics.FlowCount
+}
+
+// New checks the configuration and returns an agent.
+func New(cfg Config, d Deps) (*Agent, error) {
+	cfg.defaults()
+	switch {
+	case cfg.Host == "":
+		return nil, errors.New("agent: host is empty: give --host (the ports' binding:host_id)")
+	case cfg.StateDir == "":
+		return nil, errors.New("agent: state dir is empty")
+	case d.Store == nil || d.OVS == nil || d.Ports == nil || d.Flows == nil || d.OpenFlow == nil || d.Detect == nil:
+		return nil, errors.New("agent: store, OVS client, ports, flows, OpenFlow channel and detector are all required")
+	}
+	switch cfg.L3Backend {
+	case "", "auto", "openflow", "nftables":
+	default:
+		return nil, fmt.Errorf("agent: l3 backend %q: want openflow, nftables or auto", cfg.L3Backend)
+	}
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	return &Agent{cfg: cfg, d: d, log: d.Logger.Named("agent")}, nil
+}
+
+// Ready reports whether the agent completed a reconcile and the last one succeeded
+// (for /readyz), with the last error otherwise.
+func (a *Agent) Ready() (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ready && a.lastErr == nil, a.lastErr
+}
+
+// Last returns the last successful reconcile.
+func (a *Agent) Last() Result {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+// Run starts the agent and blocks until ctx ends: it restores its state, detects the
+// node, lays OVS out, registers the node, reconciles fully, then follows the store's
+// events (debounced), with periodic full resyncs and an OVS probe. Failures of OVS or
+// the store are retried with backoff and reported; nothing is half applied (each flow
+// change is one bundle per bridge; each OVSDB change one transaction).
+func (a *Agent) Run(ctx context.Context) error {
+	var err error
+	statePath := filepath.Join(a.cfg.StateDir, StateFileName)
+	if a.state, err = loadPersisted(statePath, a.cfg.Host); err != nil {
+		return err
+	}
+	if a.hw, err = a.d.Detect(ctx); err != nil {
+		return fmt.Errorf("agent: detect: %w", err)
+	}
+	if o := a.d.Observer; o != nil {
+		o.SetNode(a.hw)
+	}
+	a.log.Info("starting", zap.String("host", a.cfg.Host), zap.Int64("resume_revision", a.state.Revision),
+		zap.Int("networks", len(a.state.LocalVLANs)))
+
+	// The first full reconcile, retried until it succeeds (OVS or the store may still
+	// be starting).
+	if err := a.retry(ctx, "initial reconcile", func() error { return a.reconcile(ctx, true) }); err != nil {
+		return err
+	}
+	a.heartbeat(ctx)
+
+	hb := time.NewTicker(a.cfg.Heartbeat)
+	defer hb.Stop()
+	resync := time.NewTicker(a.cfg.Resync)
+	defer resync.Stop()
+	probe := time.NewTicker(a.cfg.Probe)
+	defer probe.Stop()
+	var debounce <-chan time.Time
+	events, stop := a.watch(ctx)
+	defer stop()
+	// OVS-side changes (a VM plugged, a vhost-user client connected, link state) are
+	// events too: they change bindings and statuses.
+	ovsKick := make(chan struct{}, 1)
+	a.d.OVS.OnPortsChanged(func() {
+		select {
+		case ovsKick <- struct{}{}:
+		default:
+		}
+	})
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-events:
+			if !ok {
+				// The watch ended (store restarted, history compacted): follow again from
+				// a full reconcile, which is correct whatever was missed.
+				stop()
+				a.needFull = true
+				events, stop = a.watch(ctx)
+			}
+			if debounce == nil {
+				debounce = time.After(a.cfg.Debounce)
+			}
+		case <-ovsKick:
+			if debounce == nil {
+				debounce = time.After(a.cfg.Debounce)
+			}
+		case <-debounce:
+			debounce = nil
+			a.tryReconcile(ctx, a.needFull)
+		case <-resync.C:
+			a.tryReconcile(ctx, true)
+		case <-probe.C:
+			if a.pipelineLost(ctx) {
+				a.log.Warn("the pipeline is gone from OVS (ovs-vswitchd restarted or flows flushed): reprogramming")
+				a.tryReconcile(ctx, true)
+			}
+		case <-hb.C:
+			a.heartbeat(ctx)
+		}
+	}
+}
+
+// watch follows the store from the last reconciled revision; the channel carries one
+// value per relevant event (the agent re-reads the state anyway) and closes when the
+// watch ends.
+func (a *Agent) watch(ctx context.Context) (<-chan struct{}, func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		backoff := 100 * time.Millisecond
+		for wctx.Err() == nil {
+			a.mu.Lock()
+			from := a.rev
+			a.mu.Unlock()
+			w, err := a.d.Store.Watch(wctx, from)
+			if err != nil {
+				a.log.Warn("watch failed, retrying", zap.Int64("from", from), zap.Error(err))
+				if errors.Is(err, controlplane.ErrCompacted) {
+					return // the caller resyncs fully and watches again
+				}
+				if !sleep(wctx, backoff) {
+					return
+				}
+				backoff = min(backoff*2, 5*time.Second)
+				continue
+			}
+			for ev := range w.C {
+				if !a.relevant(ev) {
+					continue
+				}
+				if o := a.d.Observer; o != nil {
+					o.SetWatchLag(a.d.Store.Revision() - ev.Revision)
+				}
+				select {
+				case out <- struct{}{}:
+				default: // a reconcile is already pending
+				}
+			}
+			if err := w.Err(); err != nil && wctx.Err() == nil {
+				a.log.Warn("watch ended", zap.Error(err))
+				return
+			}
+		}
+	}()
+	return out, cancel
+}
+
+// relevant drops the events the agent causes or that cannot change this node: its own
+// heartbeats and other agents' heartbeats that keep their tunnel IP.
+func (a *Agent) relevant(ev controlplane.Event) bool {
+	if ev.Kind != controlplane.KindAgent {
+		return true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.last.IR == nil {
+		return true
+	}
+	var ag controlplane.Agent
+	if err := jsonUnmarshal(ev.Value, &ag); err != nil {
+		return true
+	}
+	if ag.Host == a.cfg.Host {
+		return false
+	}
+	return a.vteps[ag.Host] != tunnelIP(ag)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// retry runs fn until it succeeds or ctx ends, backing off from 200 ms to 10 s and
+// logging each failure.
+func (a *Agent) retry(ctx context.Context, what string, fn func() error) error {
+	backoff := 200 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		a.log.Warn(what+" failed, retrying", zap.Duration("in", backoff), zap.Error(err))
+		if !sleep(ctx, backoff) {
+			return fmt.Errorf("agent: %s: %w", what, err)
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (a *Agent) tryReconcile(ctx context.Context, full bool) {
+	if err := a.reconcile(ctx, full || a.needFull); err != nil {
+		a.log.Warn("reconcile failed; the next one retries it in full", zap.Bool("full", full), zap.Error(err))
+	}
+}
+
+// pipelineLost reports whether the integration bridge lacks the fixed pipeline's flows
+// (a dump filtered by their cookie: cheap at any scale).
+func (a *Agent) pipelineLost(ctx context.Context) bool {
+	if a.layout.IntegrationBridge == "" {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	fl, err := a.d.OpenFlow.DumpFlows(pctx, a.layout.IntegrationBridge, offload.CookieFor(offload.KindNode, offload.PipelineOriginID), ^uint64(0), false)
+	if err != nil {
+		// vswitchd down or the bridge gone: a full reconcile re-lays the node out (and
+		// fails, to be retried, while OVS is down)
+		return ctx.Err() == nil
+	}
+	return len(fl) == 0
+}
+
+// heartbeat publishes this node in the agents registry with its tunnel endpoint.
+func (a *Agent) heartbeat(ctx context.Context) {
+	conf := map[string]any{"datapath_type": a.layout.Datapath, "integration_bridge": a.layout.IntegrationBridge}
+	if a.cfg.TunnelIP.IsValid() {
+		conf["tunneling_ip"] = a.cfg.TunnelIP.String()
+		conf["tunnel_types"] = a.layout.TunnelTypes
+	}
+	if len(a.layout.PhysnetBridges) > 0 {
+		conf["bridge_mappings"] = a.layout.PhysnetBridges
+	}
+	ag := controlplane.Agent{AgentType: controlplane.AgentTypeOVS, Binary: "offlane-agent", Host: a.cfg.Host,
+		Topic: "N/A", Configurations: conf}
+	if err := controlplane.Heartbeat(ctx, a.d.Store, ag, time.Now()); err != nil {
+		a.log.Warn("heartbeat failed", zap.Error(err))
+	}
+}
+
+// vtepsOf maps each other host to its published tunnel IP.
+func vtepsOf(agents []controlplane.Agent, self string) map[string]netip.Addr {
+	out := map[string]netip.Addr{}
+	for _, ag := range agents {
+		if ag.Host == self {
+			continue
+		}
+		if ip := tunnelIP(ag); ip.IsValid() {
+			out[ag.Host] = ip
+		}
+	}
+	return out
+}
+
+func tunnelIP(ag controlplane.Agent) netip.Addr {
+	s, _ := ag.Configurations["tunneling_ip"].(string)
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ip
+}
+
+// bridgesOf lists a layout's bridges, the ones a full sync covers.
+func bridgesOf(l offload.NodeLayout) []string {
+	out := []string{l.IntegrationBridge}
+	if l.TunnelBridge != "" {
+		out = append(out, l.TunnelBridge)
+	}
+	phys := make([]string, 0, len(l.PhysnetBridges))
+	for _, b := range l.PhysnetBridges {
+		phys = append(phys, b)
+	}
+	sort.Strings(phys)
+	out = append(out, phys...)
+	if l.ExternalBridge != "" {
+		out = append(out, l.ExternalBridge)
+	}
+	return out
+}
+
+func sameLayout(a, b offload.NodeLayout) bool { return reflect.DeepEqual(a, b) }

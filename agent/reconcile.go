@@ -1,0 +1,265 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/offlane/offlane/agent/metrics"
+	"github.com/offlane/offlane/controlplane"
+	"github.com/offlane/offlane/offload"
+	"github.com/offlane/offlane/ovsdpdk"
+)
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// reconcile brings the node to the desired state once. full: compare with what OVS has
+// (a full sync of every bridge by diff) instead of sending the compiler's delta, and
+// re-apply the node layout.
+func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
+	start := time.Now()
+	changes := 0
+	defer func() {
+		if o := a.d.Observer; o != nil {
+			o.ObserveReconcile(full, time.Since(start), changes, err)
+		}
+		a.mu.Lock()
+		a.lastErr = err
+		if err != nil {
+			a.needFull = true
+		}
+		a.mu.Unlock()
+	}()
+
+	st, err := controlplane.LoadState(ctx, a.d.Store)
+	if err != nil {
+		return err
+	}
+	if full && a.cfg.Layout != nil {
+		if _, err := a.d.OVS.ApplyNode(ctx, a.cfg.Layout, ovsdpdk.ApplyOptions{Wait: true}); err != nil {
+			return fmt.Errorf("apply node layout: %w", err)
+		}
+	}
+	if err := a.ensureVhostUser(ctx, st); err != nil {
+		return err
+	}
+
+	snap := offload.Snapshot{Networks: st.Networks, Ports: st.Ports, SecurityGroups: st.SecurityGroups,
+		Subnets: st.Subnets, Routers: st.Routers, FloatingIPs: st.FloatingIPs, QoSPolicies: st.QoSPolicies}
+	vteps := vtepsOf(st.Agents, a.cfg.Host)
+	layout, ir, plan, err := a.build(ctx, snap, vteps)
+	if err != nil {
+		return err
+	}
+	for _, s := range a.d.Stages {
+		changed, err := s.Realise(ctx, ir, plan)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), err)
+		}
+		if changed {
+			// ports were plugged or unplugged: rebuild once with their OpenFlow ports
+			if layout, ir, plan, err = a.build(ctx, snap, vteps); err != nil {
+				return err
+			}
+		}
+	}
+
+	if a.comp == nil || !sameLayout(layout, a.layout) {
+		if a.comp, err = offload.NewCompiler(layout); err != nil {
+			return err
+		}
+		full = true
+	}
+	delta, err := a.comp.Update(ir, plan)
+	if err != nil {
+		return err
+	}
+	a.layout = layout
+	brs := bridgesOf(layout)
+	if a.d.Meters != nil {
+		// meters first: the flows about to go in may reference them
+		if _, err := a.d.Meters.Prepare(ctx, brs, a.comp.Meters()); err != nil {
+			return fmt.Errorf("meters: %w", err)
+		}
+	}
+	if full {
+		res, err := a.d.Flows.Sync(ctx, brs, a.comp.Flows())
+		a.observeSync(res)
+		if err != nil {
+			return err
+		}
+		changes = res.Changes()
+	} else if !delta.Empty() {
+		if err := a.d.Flows.Update(ctx, delta); err != nil {
+			return err
+		}
+		changes = len(delta.Add) + len(delta.Modify) + len(delta.Delete)
+		if o := a.d.Observer; o != nil {
+			o.AddChanges(metrics.ChangeAdd, len(delta.Add))
+			o.AddChanges(metrics.ChangeModify, len(delta.Modify))
+			o.AddChanges(metrics.ChangeDelete, len(delta.Delete))
+		}
+	}
+
+	if a.d.Meters != nil {
+		// and removed last, once no flow references them
+		if _, err := a.d.Meters.Prune(ctx, brs, a.comp.Meters()); err != nil {
+			return fmt.Errorf("meters: %w", err)
+		}
+	}
+	if a.d.QoS != nil {
+		if _, err := a.d.QoS.Apply(ctx, offload.OVSQoS(ir, plan)); err != nil {
+			return fmt.Errorf("OVSDB QoS: %w", err)
+		}
+	}
+
+	if pr := a.comp.NeighbourProbes(); a.d.ProbeNeighbours != nil && len(pr) > 0 && (full || !slices.Equal(pr, a.probes)) {
+		// after a full reconcile (also the periodic one) and when next hops change: the
+		// answers refresh the learned next-hop MACs
+		if err := a.d.ProbeNeighbours(ctx, pr); err != nil {
+			a.log.Warn("probe next hops", zap.Error(err))
+		} else {
+			a.probes = pr
+		}
+	}
+
+	bindings, err := a.writeBindings(ctx, st, plan)
+	if err != nil {
+		return err
+	}
+
+	a.state.LocalVLANs = ir.LocalVLANs()
+	a.state.Revision = st.Revision
+	if err := a.state.save(filepath.Join(a.cfg.StateDir, StateFileName)); err != nil {
+		return err
+	}
+	res := Result{Revision: st.Revision, Full: full, Layout: layout, IR: ir, Plan: plan, Changes: changes, Bindings: bindings}
+	a.mu.Lock()
+	a.last, a.ready, a.needFull, a.rev = res, true, false, st.Revision
+	a.vteps = vteps
+	a.portInfos, a.flowCounts = portInfos(st, a.cfg.Host), flowCounts(a.comp)
+	a.mu.Unlock()
+	if o := a.d.Observer; o != nil {
+		o.SetPlan(plan)
+	}
+	if a.d.OnReconciled != nil {
+		a.d.OnReconciled(res)
+	}
+	a.log.Debug("reconciled", zap.Int64("revision", st.Revision), zap.Bool("full", full), zap.Int("flow_changes", changes),
+		zap.Int("bindings", bindings), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// build reads the OVS layout and OpenFlow ports and derives the IR and the plan.
+func (a *Agent) build(ctx context.Context, snap offload.Snapshot, vteps map[string]netip.Addr) (offload.NodeLayout, *offload.IR, *offload.Plan, error) {
+	layout, ofports, err := a.d.OVS.FlowLayout(ctx)
+	if err != nil {
+		return layout, nil, nil, fmt.Errorf("read OVS layout: %w", err)
+	}
+	if a.cfg.L3Backend != "" && a.cfg.L3Backend != "auto" {
+		layout.L3Backend = a.cfg.L3Backend // the flag wins over the node config's l3_backend
+	}
+	ir, err := offload.Build(offload.BuildInput{Host: a.cfg.Host, Snapshot: snap, VTEPs: vteps, OFPorts: ofports, LocalVLANs: a.state.LocalVLANs})
+	if err != nil {
+		// a tenant model this node cannot realise: keep what is installed
+		return layout, nil, nil, fmt.Errorf("build: %w", err)
+	}
+	for _, w := range ir.Warnings {
+		a.log.Warn("build", zap.String("warning", w))
+	}
+	plan := offload.PlanNode(ir, a.hw, layout)
+	return layout, ir, plan, nil
+}
+
+// ensureVhostUser creates the vhost-user ports of vhost-user tenant ports bound here
+// (the agent plugs these itself, as Neutron's OVS agent does for OVS-DPDK) and removes
+// the ones whose tenant port is gone or bound elsewhere. One OVSDB transaction each way.
+func (a *Agent) ensureVhostUser(ctx context.Context, st *controlplane.State) error {
+	want := map[string]ovsdpdk.Port{}
+	for i := range st.Ports {
+		p := &st.Ports[i]
+		if p.HostID == a.cfg.Host && p.VNICType == controlplane.VNICVhostUser {
+			n := vhostUserName(p.ID)
+			want[n] = ovsdpdk.Port{Name: n, Type: ovsdpdk.PortVhostUser, IfaceID: p.ID, MAC: p.MACAddress}
+		}
+	}
+	have, err := a.d.Ports.PortList(ctx)
+	if err != nil {
+		return fmt.Errorf("list vhost-user ports: %w", err)
+	}
+	var add []ovsdpdk.Port
+	var del []string
+	seen := map[string]bool{}
+	for _, h := range have {
+		if h.Type != ovsdpdk.PortVhostUser {
+			continue
+		}
+		seen[h.Name] = true
+		w, ok := want[h.Name]
+		switch {
+		case !ok:
+			del = append(del, h.Name)
+		case h.IfaceID != w.IfaceID || h.MAC != w.MAC:
+			add = append(add, w)
+		}
+	}
+	for n, w := range want {
+		if !seen[n] {
+			add = append(add, w)
+		}
+	}
+	if len(add) > 0 {
+		if err := a.d.Ports.PortAdd(ctx, add...); err != nil {
+			return fmt.Errorf("add vhost-user ports: %w", err)
+		}
+	}
+	if len(del) > 0 {
+		if err := a.d.Ports.PortDel(ctx, del...); err != nil {
+			return fmt.Errorf("remove vhost-user ports: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeBindings writes each bound port's binding and status where they changed.
+func (a *Agent) writeBindings(ctx context.Context, st *controlplane.State, plan *offload.Plan) (int, error) {
+	attached, err := a.d.Ports.Attached(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read attached ports: %w", err)
+	}
+	byIface := make(map[string]*ovsdpdk.PortStatus, len(attached))
+	for i := range attached {
+		byIface[attached[i].IfaceID] = &attached[i]
+	}
+	unbound := map[string]bool{}
+	for _, id := range a.comp.Unbound() {
+		unbound[id] = true
+	}
+	n := 0
+	var errs []error
+	for i := range st.Ports {
+		p := &st.Ports[i]
+		if p.HostID != a.cfg.Host {
+			continue
+		}
+		v := portView{port: p, plan: plan.Port(p.ID), status: byIface[p.ID]}
+		v.flowsIn = v.plan != nil && !unbound[p.ID]
+		wrote, err := controlplane.SetPortBinding(ctx, a.d.Store, a.cfg.Host, p.ID, a.binding(v))
+		if err != nil && !errors.Is(err, controlplane.ErrNotFound) {
+			errs = append(errs, err)
+		}
+		if wrote {
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}

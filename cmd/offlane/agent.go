@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/offlane/offlane/agent"
+	"github.com/offlane/offlane/agent/metrics"
+	"github.com/offlane/offlane/controlplane"
+	"github.com/offlane/offlane/hwdetect"
+	"github.com/offlane/offlane/kernel"
+	"github.com/offlane/offlane/kernel/dhcp"
+	"github.com/offlane/offlane/offload"
+	"github.com/offlane/offlane/ovsdpdk"
+)
+
+// agentFlags are the node agent's flags (`offlane serve --agent`).
+type agentFlags struct {
+	g          *globalOptions
+	enabled    bool
+	nodeConfig string
+	host       string
+	stateDir   string
+	l3Backend  string
+	planFile   string
+	metrics    string
+	ovsNetns   string
+}
+
+// agentRuntime is a built agent: run it, then close it; Metrics serves /metrics,
+// /healthz and /readyz when --metrics-listen was given.
+type agentRuntime struct {
+	run     func(context.Context) error
+	close   func()
+	metrics http.Handler
+}
+
+func (f *agentFlags) register(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.enabled, "agent", false, "also run this node's agent in the same process (all-in-one): it programs OVS from the store")
+	fs.StringVar(&f.nodeConfig, "node-config", "", "with --agent: the node config (the YAML `offlane node apply` takes); the agent applies it too")
+	fs.StringVar(&f.host, "host", "", "with --agent: this node's binding:host_id (default: the machine's hostname)")
+	fs.StringVar(&f.stateDir, "state-dir", "", "with --agent: where the agent keeps its state (default: --data)")
+	fs.StringVar(&f.l3Backend, "l3-backend", "auto", "with --agent: where routers run: openflow (in the pipeline), nftables (qrouter namespaces) or auto")
+	fs.StringVar(&f.planFile, "plan-file", defaultNodePlan, "with --agent: where to save the node plan `offlane explain` reads")
+	fs.StringVar(&f.ovsNetns, "ovs-netns", "", "with --agent: the network namespace ovs-vswitchd runs in (\"\" = this one); router and DHCP ports are created there")
+	fs.StringVar(&f.metrics, "metrics-listen", "", "with --agent: serve Prometheus /metrics, /healthz and /readyz on this address:port (e.g. 127.0.0.1:9477)")
+}
+
+func (f *agentFlags) validate(dataDir string) error {
+	if !f.enabled {
+		if f.nodeConfig != "" || f.host != "" || f.stateDir != "" || f.metrics != "" {
+			return usageErrorf("--node-config, --host, --state-dir and --metrics-listen are agent flags: add --agent")
+		}
+		return nil
+	}
+	if f.nodeConfig == "" {
+		return usageErrorf("--agent needs --node-config FILE (the node config `offlane node apply` takes)")
+	}
+	switch f.l3Backend {
+	case "auto", "openflow", "nftables":
+	default:
+		return usageErrorf("--l3-backend %q: want openflow, nftables or auto", f.l3Backend)
+	}
+	if f.host == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return usageErrorf("--host: the hostname is unknown (%v): give --host", err)
+		}
+		f.host = h
+	}
+	if f.stateDir == "" {
+		f.stateDir = dataDir
+	}
+	if f.metrics != "" {
+		if _, _, err := net.SplitHostPort(f.metrics); err != nil {
+			return usageErrorf("--metrics-listen %q: want host:port, e.g. 127.0.0.1:9477 (%v)", f.metrics, err)
+		}
+	}
+	return nil
+}
+
+// startAgent builds the agent on st and returns it with a function that runs it until
+// ctx ends, and one that releases its connections.
+func (f *agentFlags) startAgent(ctx context.Context, st controlplane.Store, log *zap.Logger) (*agentRuntime, error) {
+	no := &nodeOptions{g: f.g, config: f.nodeConfig, detect: detectHardware}
+	spec, err := no.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := spec.Config
+	var tlsConf *tls.Config
+	if c.TLS != nil {
+		if tlsConf, err = ovsdpdk.TLSFromFiles(c.TLS.PrivateKey, c.TLS.Certificate, c.TLS.CACert); err != nil {
+			return nil, usageErrorf("%s: tls: %w", f.nodeConfig, err)
+		}
+	}
+	client, err := ovsdpdk.Connect(ctx, ovsdpdk.Options{Endpoint: c.OVSDB, TLS: tlsConf, Logger: log.Named("ovsdb")})
+	if err != nil {
+		return nil, fmt.Errorf("%w (is ovsdb-server running? the endpoint is the ovsdb key of %s)", err, f.nodeConfig)
+	}
+	var tunnel netip.Addr
+	if c.Tunnel != nil {
+		if p, err := netip.ParsePrefix(c.Tunnel.LocalIP); err == nil {
+			tunnel = p.Addr()
+		} else if a, err := netip.ParseAddr(c.Tunnel.LocalIP); err == nil {
+			tunnel = a
+		}
+	}
+	runDir := ovsdpdk.DefaultOVSRunDir
+	if path, ok := strings.CutPrefix(c.OVSDB, "unix:"); ok {
+		runDir = filepath.Dir(path) // bridges' .mgmt sockets sit beside db.sock
+	}
+	of := ovsdpdk.NewOfctl(ovsdpdk.OfctlOptions{RunDir: runDir})
+	if err := os.MkdirAll(f.stateDir, 0o750); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	planFile := f.planFile
+	var (
+		ag  *agent.Agent
+		obs agent.Observer
+		m   *metrics.Metrics
+	)
+	if f.metrics != "" {
+		dpctl := ovsdpdk.NewDpctl(ovsdpdk.DpctlOptions{RunDir: runDir})
+		appctl := ovsdpdk.NewUnixctl(ovsdpdk.UnixctlOptions{RunDir: runDir})
+		m = metrics.New(prometheus.NewRegistry(), metrics.SourceFuncs{
+			PortsFunc:          func() []metrics.PortInfo { return ag.MetricPorts() },
+			FlowCountsFunc:     func() []metrics.FlowCount { return ag.MetricFlowCounts() },
+			InterfaceStatsFunc: client.InterfaceStats,
+			PMDStatsFunc:       appctl.PMDStats,
+			DatapathFlowsFunc: func(ctx context.Context) ([]metrics.DatapathFlowCount, error) {
+				fl, err := dpctl.DumpFlows(ctx)
+				return metrics.CountDatapathFlows(fl), err
+			},
+		}, metrics.Options{Version: version, OVSDBConnected: client.Connected, Logger: log.Named("metrics")})
+		obs = m
+	}
+	ports := ovsdpdk.NewPorts(client, ovsdpdk.PortsOptions{Bridge: c.IntegrationBridge, SocketDir: c.VhostUserSocketDir})
+	plugger := kernel.NewPlugger(kernel.PlugOptions{HostNamespace: f.ovsNetns, Switch: ports})
+	routers := kernel.NewRouters(kernel.RoutersOptions{HostNamespace: f.ovsNetns, Switch: ports, Logger: log.Named("routers")})
+	dhcpMgr, err := dhcp.NewManager(dhcp.ManagerOptions{Plumber: plugger, Logger: log})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	closeAll := func() {
+		if err := dhcpMgr.Close(); err != nil {
+			log.Warn("stop DHCP servers", zap.Error(err))
+		}
+		client.Close()
+	}
+	ag, err = agent.New(agent.Config{Host: f.host, Layout: ovsdpdk.NodeLayout(spec), TunnelIP: tunnel, StateDir: f.stateDir, L3Backend: f.l3Backend},
+		agent.Deps{
+			Store: st, OVS: client, Ports: ports, Stages: []agent.Stage{agent.RouterStage{Routers: routers, Host: f.host}, agent.DHCPStage{Manager: dhcpMgr}},
+			Flows: ovsdpdk.NewFlows(of, ovsdpdk.FlowsOptions{Logger: log.Named("flows")}), OpenFlow: of,
+			Meters: ovsdpdk.NewMeters(of, log.Named("meters")), QoS: ovsdpdk.NewQoS(client, log.Named("qos")),
+			ProbeNeighbours: func(ctx context.Context, p []offload.NeighbourProbe) error {
+				return ovsdpdk.ProbeNeighbours(ctx, of, p)
+			},
+			Detect: func(ctx context.Context) (*hwdetect.Node, error) {
+				return hwdetect.Detect(ctx, hwdetect.Options{OVS: ovsdpdk.NewProber(c.OVSDB), Logger: log.Named("detect")})
+			},
+			OnReconciled: func(r agent.Result) {
+				if planFile == "" {
+					return
+				}
+				if err := os.MkdirAll(filepath.Dir(planFile), 0o750); err == nil {
+					if err := writeNodePlan(planFile, r.Layout, r.IR, r.Plan); err != nil {
+						log.Warn("save node plan", zap.Error(err))
+					}
+				}
+			},
+			Observer: obs,
+			Logger:   log,
+		})
+	if err != nil {
+		closeAll()
+		return nil, usageError{err}
+	}
+	rt := &agentRuntime{run: ag.Run, close: closeAll}
+	if m != nil {
+		rt.metrics = m.Handler()
+	}
+	return rt, nil
+}

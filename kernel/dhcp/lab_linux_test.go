@@ -1,0 +1,245 @@
+package dhcp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/offlane/offlane/kernel"
+	"github.com/offlane/offlane/offload"
+	"github.com/offlane/offlane/ovsdpdk"
+	"github.com/offlane/offlane/test/lab"
+)
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// bridgeSwitch is a kernel.Switch on a Linux bridge br0 in a namespace (kernel.Switch
+// says a test may use one): it enslaves the host ends and remembers what it attached.
+type bridgeSwitch struct {
+	ns    string
+	mu    sync.Mutex
+	ports map[string]ovsdpdk.Port
+}
+
+func (b *bridgeSwitch) PortAdd(_ context.Context, ports ...ovsdpdk.Port) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range ports {
+		if out, err := exec.Command("ip", "-n", b.ns, "link", "set", p.Name, "master", "br0").CombinedOutput(); err != nil {
+			return &exec.ExitError{Stderr: out}
+		}
+		b.ports[p.Name] = p
+	}
+	return nil
+}
+
+func (b *bridgeSwitch) PortDel(_ context.Context, names ...string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, n := range names {
+		delete(b.ports, n)
+	}
+	return nil
+}
+
+func (b *bridgeSwitch) PortGet(_ context.Context, name string) (*ovsdpdk.PortStatus, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, ok := b.ports[name]
+	if !ok {
+		return nil, ovsdpdk.ErrPortNotFound
+	}
+	return &ovsdpdk.PortStatus{Name: p.Name, Type: p.Type, IfaceID: p.IfaceID, MAC: p.MAC}, nil
+}
+
+func nsExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/run/netns", name))
+	return err == nil
+}
+
+// udhcpc runs busybox udhcpc on eth0 in the VM namespace with the testdata script
+// (asking for options 26 and 121), at most tries DISCOVERs one second apart; it returns
+// the script's record and whether a lease was obtained.
+func udhcpc(t *testing.T, vmNS string, tries int) (string, bool) {
+	t.Helper()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "udhcpc.script")
+	b, err := os.ReadFile("testdata/udhcpc.script")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rec := filepath.Join(dir, "lease")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Duration(tries+10)*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", vmNS, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n",
+		"-t", strconv.Itoa(tries), "-T", "1", "-A", "1", "-s", script, "-O", "mtu", "-O", "staticroutes")
+	cmd.Env = append(os.Environ(), "OFFLANE_DHCP_OUT="+rec)
+	out, err := cmd.CombinedOutput()
+	t.Logf("udhcpc: %v\n%s", err, out)
+	got, _ := os.ReadFile(rec)
+	return string(got), err == nil
+}
+
+func mustMAC(s string) net.HardwareAddr {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return hw
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// TestLabDHCPServer: the Manager plugs a qdhcp namespace (kernel.Plugger, the DHCP
+// port's MAC, address and MTU) into a Linux bridge shared with a VM namespace; busybox
+// udhcpc in the VM gets the port's address, the MTU (option 26: 1450, the VM's link
+// started at 1500), the host route and the default route (option 121), read back with
+// ip addr/link/route in the VM. An unknown MAC gets nothing (udhcpc gives up; the server
+// logged why). A changed IR swaps the lease table without restarting the server, and the
+// VM gets its new address. An IR without the DHCP port removes the namespace.
+func TestLabDHCPServer(t *testing.T) {
+	lab.Require(t, "ip", "busybox")
+	id := randHex(3)
+	netID := "labnet-" + id
+	swNS, vmNS := "oldhcp-sw-"+id, "oldhcp-vm-"+id
+	t.Cleanup(func() {
+		for _, ns := range []string{swNS, vmNS, Namespace(netID)} {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	run(t, "ip", "netns", "add", swNS)
+	run(t, "ip", "netns", "add", vmNS)
+	run(t, "ip", "-n", swNS, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", swNS, "link", "set", "br0", "up")
+	run(t, "ip", "-n", swNS, "link", "add", "vm1", "type", "veth", "peer", "name", "eth0", "netns", vmNS)
+	run(t, "ip", "-n", swNS, "link", "set", "vm1", "master", "br0", "up")
+	vmMAC := "fa:16:3e:" + id[0:2] + ":" + id[2:4] + ":01"
+	run(t, "ip", "-n", vmNS, "link", "set", "eth0", "address", vmMAC, "mtu", "1500", "up")
+	run(t, "ip", "-n", vmNS, "link", "set", "lo", "up")
+
+	dhcpPortID := "dp" + id + "-0000-4000-8000-000000000001"
+	ir := &offload.IR{
+		Segments: map[string]*offload.Segment{netID: {NetworkID: netID, Type: offload.SegVXLAN, SegmentationID: 77, MTU: 1450}},
+		Subnets: map[string]*offload.Subnet{"s1": {ID: "s1", NetworkID: netID, CIDR: pfx("10.20.0.0/24"), Gateway: a("10.20.0.1"), EnableDHCP: true,
+			DNS: []netip.Addr{a("192.0.2.53")}, HostRoutes: []offload.SubnetRoute{{Destination: pfx("172.16.0.0/16"), NextHop: a("10.20.0.254")}}}},
+		DHCPPorts:   map[string]*offload.DHCPPort{netID: {PortID: dhcpPortID, NetworkID: netID, MAC: "fa:16:3e:" + id[0:2] + ":" + id[2:4] + ":d1", IPs: []netip.Addr{a("10.20.0.2")}}},
+		Ports:       map[string]*offload.Port{"vm1": {ID: "vm1", NetworkID: netID, MAC: vmMAC, IPs: []netip.Addr{a("10.20.0.5")}}},
+		RemotePorts: map[string]*offload.RemotePort{"vm2": {ID: "vm2", NetworkID: netID, MAC: "fa:16:3e:00:00:02", IPs: []netip.Addr{a("10.20.0.6")}}},
+	}
+
+	core, logs := observer.New(zapcore.DebugLevel)
+	plugger := kernel.NewPlugger(kernel.PlugOptions{HostNamespace: swNS, Switch: &bridgeSwitch{ns: swNS, ports: map[string]ovsdpdk.Port{}}})
+	m, err := NewManager(ManagerOptions{Plumber: plugger, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Reconcile(context.Background(), &offload.IR{}); err != nil {
+			t.Errorf("cleanup reconcile: %v", err)
+		}
+	})
+	ctx := t.Context()
+	if err := m.Reconcile(ctx, ir); err != nil {
+		t.Fatal(err)
+	}
+	ns := Namespace(netID)
+	tap := kernel.IfName(kernel.PrefixTap, dhcpPortID)
+	if l := run(t, "ip", "-n", ns, "-o", "addr", "show", "dev", tap); !strings.Contains(l, "inet 10.20.0.2/24") {
+		t.Fatalf("%s in %s: %s", tap, ns, l)
+	}
+	if l := run(t, "ip", "-n", ns, "-o", "link", "show", "dev", tap); !strings.Contains(l, "mtu 1450") || !strings.Contains(l, ir.DHCPPorts[netID].MAC) {
+		t.Fatalf("%s in %s: %s", tap, ns, l)
+	}
+
+	rec, ok := udhcpc(t, vmNS, 5)
+	if !ok {
+		t.Fatal("udhcpc got no lease")
+	}
+	if l := run(t, "ip", "-n", vmNS, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(l, "inet 10.20.0.5/24") {
+		t.Fatalf("VM address: %s", l)
+	}
+	if l := run(t, "ip", "-n", vmNS, "-o", "link", "show", "dev", "eth0"); !strings.Contains(l, "mtu 1450") {
+		t.Fatalf("VM MTU (option 26): %s", l)
+	}
+	routes := run(t, "ip", "-n", vmNS, "-4", "route", "show")
+	for _, r := range []string{"default via 10.20.0.1 dev eth0", "172.16.0.0/16 via 10.20.0.254 dev eth0"} {
+		if !strings.Contains(routes, r) {
+			t.Fatalf("VM routes (option 121) lack %q:\n%s", r, routes)
+		}
+	}
+	if !strings.Contains(rec, "dns=192.0.2.53 ") || !strings.Contains(rec, "serverid=10.20.0.2 ") || !strings.Contains(rec, "lease=86400 ") {
+		t.Fatalf("lease record: %q", rec)
+	}
+
+	// An unknown MAC: no answer at all; the server heard it and said why.
+	run(t, "ip", "-n", vmNS, "addr", "flush", "dev", "eth0")
+	run(t, "ip", "-n", vmNS, "link", "set", "eth0", "address", "fa:16:3e:ee:ee:ee")
+	if _, ok := udhcpc(t, vmNS, 2); ok {
+		t.Fatal("udhcpc got a lease for an unknown MAC")
+	}
+	if l := run(t, "ip", "-n", vmNS, "-4", "-o", "addr", "show", "dev", "eth0"); strings.Contains(l, "inet ") {
+		t.Fatalf("unknown MAC got an address: %s", l)
+	}
+	if n := logs.FilterMessage("dhcp: no answer").FilterField(zap.String("mac", "fa:16:3e:ee:ee:ee")).Len(); n == 0 {
+		t.Fatal("the server did not log the unknown MAC's requests: did they reach it?")
+	}
+
+	// Hot update: vm1 moves to 10.20.0.9; same server, new table.
+	before := m.running[netID].srv
+	ir2 := *ir
+	ir2.Ports = map[string]*offload.Port{"vm1": {ID: "vm1", NetworkID: netID, MAC: vmMAC, IPs: []netip.Addr{a("10.20.0.9")}}}
+	if err := m.Reconcile(ctx, &ir2); err != nil {
+		t.Fatal(err)
+	}
+	if m.running[netID].srv != before {
+		t.Fatal("a lease change restarted the server")
+	}
+	if l := m.Table(netID).Lookup(mustMAC(vmMAC)); l == nil || l.IP != a("10.20.0.9") {
+		t.Fatalf("table after the update: %+v", l)
+	}
+	run(t, "ip", "-n", vmNS, "link", "set", "eth0", "address", vmMAC, "mtu", "1500")
+	if _, ok := udhcpc(t, vmNS, 5); !ok {
+		t.Fatal("udhcpc got no lease after the update")
+	}
+	if l := run(t, "ip", "-n", vmNS, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(l, "inet 10.20.0.9/24") {
+		t.Fatalf("VM address after the update: %s", l)
+	}
+
+	// No DHCP port any more: server, port and namespace gone.
+	ir3 := ir2
+	ir3.DHCPPorts = nil
+	if err := m.Reconcile(ctx, &ir3); err != nil {
+		t.Fatal(err)
+	}
+	if nsExists(ns) || len(m.Networks()) != 0 {
+		t.Fatalf("after removal: namespace %s exists=%v, servers %v", ns, nsExists(ns), m.Networks())
+	}
+}

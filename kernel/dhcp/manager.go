@@ -1,0 +1,254 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/offlane/offlane/kernel"
+	"github.com/offlane/offlane/offload"
+)
+
+// Plumber creates the DHCP namespaces and their ports on the integration bridge.
+// *kernel.Plugger implements it.
+type Plumber interface {
+	// Plug makes spec true idempotently (namespace, veth pair, MAC, addresses, MTU, the
+	// switch port with iface-id) and returns what it changed; safe to retry.
+	Plug(ctx context.Context, spec kernel.PlugSpec) ([]string, error)
+	// Unplug removes a namespace port and its switch port; missing ones are no error.
+	Unplug(ctx context.Context, namespace, ifName, hostIfName string) error
+	// DeleteNamespace deletes a namespace; a missing one is no error.
+	DeleteNamespace(name string) error
+}
+
+// Instance is the desired DHCP server of one network on this node.
+type Instance struct {
+	NetworkID string
+	Plug      kernel.PlugSpec // the qdhcp namespace and the DHCP port's interface in it
+	Table     *Table
+}
+
+// Desired computes the DHCP servers a node's IR asks for (pure): one per network with a
+// DHCP port on an IPv4 DHCP subnet, in namespace qdhcp-<network>, on interface
+// tap<port id[:11]> with the DHCP port's MAC, its addresses (with their subnets' prefix
+// lengths) and the segment's MTU, attached with iface-id = the DHCP port's ID. Networks
+// it cannot serve are reported and left out; the others are still returned.
+func Desired(ir *offload.IR, leaseTime time.Duration) (map[string]Instance, error) {
+	out := map[string]Instance{}
+	var errs []error
+	for _, netID := range sortedIDs(ir.DHCPPorts) {
+		t, err := BuildTable(ir, netID, leaseTime)
+		if errors.Is(err, ErrNothingToServe) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		dp := ir.DHCPPorts[netID]
+		spec := kernel.PlugSpec{Namespace: Namespace(netID), IfName: kernel.IfName(kernel.PrefixTap, dp.PortID),
+			MAC: dp.MAC, MTU: ir.Segments[netID].MTU, IfaceID: dp.PortID}
+		for _, ip := range dp.IPs {
+			for _, id := range sortedIDs(ir.Subnets) {
+				if sn := ir.Subnets[id]; sn.NetworkID == netID && sn.CIDR.Contains(ip) {
+					spec.Addrs = append(spec.Addrs, netip.PrefixFrom(ip, sn.CIDR.Bits()))
+					break
+				}
+			}
+		}
+		out[netID] = Instance{NetworkID: netID, Plug: spec, Table: t}
+	}
+	return out, errors.Join(errs...)
+}
+
+// ManagerOptions configure a Manager.
+type ManagerOptions struct {
+	Plumber Plumber // required
+	// Listen opens a server socket in a namespace; nil = Listen.
+	Listen func(namespace, ifName string) (net.PacketConn, error)
+	// Prepare readies the plugged interface before the server listens on it; nil =
+	// TxChecksumOff.
+	Prepare   func(namespace, ifName string) error
+	LeaseTime time.Duration // 0 = DefaultLeaseTime
+	Logger    *zap.Logger   // nil = no logs
+	// NamespacePrefix names the namespaces ("" = NamespacePrefix, qdhcp-). Only a lab
+	// that runs several nodes in one kernel needs another, per node.
+	NamespacePrefix string
+}
+
+// Manager runs a node's DHCP servers: Reconcile makes them match an IR.
+type Manager struct {
+	opts    ManagerOptions
+	log     *zap.Logger
+	mu      sync.Mutex
+	running map[string]*instance // by network ID
+}
+
+type instance struct {
+	spec kernel.PlugSpec
+	srv  *Server
+}
+
+// NewManager returns a Manager with no servers.
+func NewManager(opts ManagerOptions) (*Manager, error) {
+	if opts.Plumber == nil {
+		return nil, errors.New("dhcp manager: Plumber is required (a *kernel.Plugger)")
+	}
+	if opts.Listen == nil {
+		opts.Listen = Listen
+	}
+	if opts.Prepare == nil {
+		opts.Prepare = TxChecksumOff
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &Manager{opts: opts, log: opts.Logger.Named("dhcp"), running: map[string]*instance{}}, nil
+}
+
+// Reconcile makes the node's DHCP servers those of ir (Desired): it plugs each desired
+// network's namespace port (idempotent), starts its server or swaps in the new lease
+// table (no restart unless the port was re-plugged), and then removes the servers,
+// ports and namespaces of networks no longer desired. Errors are per network and joined;
+// the other networks are still reconciled. Safe to call again after an error.
+func (m *Manager) Reconcile(ctx context.Context, ir *offload.IR) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	want, err := Desired(ir, m.opts.LeaseTime)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if m.opts.NamespacePrefix != "" {
+		for id, in := range want {
+			in.Plug.Namespace = m.opts.NamespacePrefix + id
+			want[id] = in
+		}
+	}
+	for _, netID := range sortedIDs(want) {
+		if err := m.ensure(ctx, want[netID]); err != nil {
+			errs = append(errs, fmt.Errorf("dhcp for network %s: %w", netID, err))
+		}
+	}
+	for _, netID := range sortedIDs(m.running) {
+		if _, ok := want[netID]; ok {
+			continue
+		}
+		if err := m.remove(ctx, netID); err != nil {
+			errs = append(errs, fmt.Errorf("dhcp for network %s: remove: %w", netID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) ensure(ctx context.Context, in Instance) error {
+	cur := m.running[in.NetworkID]
+	if cur != nil && cur.spec.IfName != in.Plug.IfName {
+		// A new DHCP port (the old one was deleted and re-created): its own interface.
+		if err := m.stop(cur); err != nil {
+			return err
+		}
+		if err := m.opts.Plumber.Unplug(ctx, cur.spec.Namespace, cur.spec.IfName, cur.spec.HostIfName); err != nil {
+			return err
+		}
+		delete(m.running, in.NetworkID)
+		cur = nil
+	}
+	changes, err := m.opts.Plumber.Plug(ctx, in.Plug)
+	if err != nil {
+		return err
+	}
+	if cur != nil && len(changes) == 0 {
+		cur.spec = in.Plug
+		cur.srv.SetTable(in.Table)
+		return nil
+	}
+	if cur != nil {
+		// The interface may have been re-created: a socket bound to the old one hears
+		// nothing, so listen again.
+		if err := m.stop(cur); err != nil {
+			return err
+		}
+		delete(m.running, in.NetworkID)
+	}
+	if err := m.opts.Prepare(in.Plug.Namespace, in.Plug.IfName); err != nil {
+		return err
+	}
+	conn, err := m.opts.Listen(in.Plug.Namespace, in.Plug.IfName)
+	if err != nil {
+		return err
+	}
+	srv, err := NewServer(conn, in.Table, m.log)
+	if err != nil {
+		_ = conn.Close()
+		return err
+	}
+	m.running[in.NetworkID] = &instance{spec: in.Plug, srv: srv}
+	m.log.Info("dhcp server running", zap.String("network", in.NetworkID), zap.String("namespace", in.Plug.Namespace),
+		zap.String("interface", in.Plug.IfName), zap.Int("leases", in.Table.Len()), zap.Strings("plug", changes))
+	return nil
+}
+
+func (m *Manager) stop(cur *instance) error {
+	if err := cur.srv.Close(); err != nil {
+		return fmt.Errorf("stop server in %s: %w", cur.spec.Namespace, err)
+	}
+	return nil
+}
+
+func (m *Manager) remove(ctx context.Context, netID string) error {
+	cur := m.running[netID]
+	if err := m.stop(cur); err != nil {
+		return err
+	}
+	delete(m.running, netID)
+	err := m.opts.Plumber.Unplug(ctx, cur.spec.Namespace, cur.spec.IfName, cur.spec.HostIfName)
+	if err := errors.Join(err, m.opts.Plumber.DeleteNamespace(cur.spec.Namespace)); err != nil {
+		return err
+	}
+	m.log.Info("dhcp server removed", zap.String("network", netID), zap.String("namespace", cur.spec.Namespace))
+	return nil
+}
+
+// Networks returns the networks with a running server, sorted.
+func (m *Manager) Networks() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Sorted(func(yield func(string) bool) {
+		for id := range m.running {
+			if !yield(id) {
+				return
+			}
+		}
+	})
+}
+
+// Table returns the lease table a network's server uses, or nil.
+func (m *Manager) Table(networkID string) *Table {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur := m.running[networkID]; cur != nil {
+		return cur.srv.Table()
+	}
+	return nil
+}
+
+// Close stops every server; namespaces and ports stay (the next Reconcile, in this
+// process or the next, takes them over or removes them).
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for id, cur := range m.running {
+		errs = append(errs, m.stop(cur))
+		delete(m.running, id)
+	}
+	return errors.Join(errs...)
+}
