@@ -8,7 +8,7 @@ LONG_FUZZTIME ?= 2m
 GOLANGCI_VERSION := v2.6.2
 GOLANGCI := bin/golangci-lint
 
-.PHONY: help deps build test test-unit test-lab test-kernel lint vet generate verify-generate fuzz fuzz-short bench demo clean
+.PHONY: help deps build test test-unit test-lab test-kernel lint vet generate verify-generate fuzz fuzz-short bench demo demo-down clean
 
 help: ## show this help
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,8 +62,12 @@ bench: deps ## benchmarks with their same-run baselines; results in bench-result
 	@mkdir -p bench-results
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem -timeout 60m ./... | tee bench-results/go-bench.txt
 
-demo: deps build ## the main job on this machine (for now: offlane detect)
+demo: deps build ## all-in-one: real OVS + offlane serve --agent + a sample NFV topology, checked with traffic; Ctrl-C ends it
 	./$(BIN) detect
+	bash deploy/demo.sh up
+
+demo-down: ## remove a demo left running (from another shell)
+	bash deploy/demo.sh down
 
 clean: ## remove build outputs
 	rm -rf bin bench-results

@@ -45,8 +45,21 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 		return err
 	}
 	if full && a.cfg.Layout != nil {
-		if _, err := a.d.OVS.ApplyNode(ctx, a.cfg.Layout, ovsdpdk.ApplyOptions{Wait: true}); err != nil {
+		res, err := a.d.OVS.ApplyNode(ctx, a.cfg.Layout, ovsdpdk.ApplyOptions{Wait: true})
+		if err != nil {
 			return fmt.Errorf("apply node layout: %w", err)
+		}
+		if res.Transacted {
+			// OVS changed (bridges, DPDK, the Datapath row whose capabilities the planner
+			// reads): detect again so the plan sees it
+			if hw, err := a.d.Detect(ctx); err == nil {
+				a.hw = hw
+				if o := a.d.Observer; o != nil {
+					o.SetNode(hw)
+				}
+			} else {
+				a.log.Warn("detect after applying the node layout; keeping the previous capabilities", zap.Error(err))
+			}
 		}
 	}
 	if err := a.ensureVhostUser(ctx, st); err != nil {
