@@ -10,6 +10,11 @@
 #
 #   deploy/demo.sh up      # the default; DEMO_EXIT=1 tears down right after the report
 #   deploy/demo.sh down    # remove a demo left running
+#
+# OVS-DPDK: when the DPDK build of OVS is installed and 1 GiB of 2M hugepages can be had
+# (DEMO_DPDK=auto, the default; =off skips it), ovs-vswitchd is the DPDK build and the
+# VNF is dpdk-testpmd (icmpecho) on the vhost-user port; otherwise the vhost-user port
+# shows ERROR with the planner's reason.
 set -euo pipefail
 
 DIR=${OFFLANE_DEMO_DIR:-/run/offlane-demo}
@@ -37,6 +42,7 @@ down() {
 		pid=$(cat "$DIR/offlane.pid")
 		kill "$pid" 2>/dev/null && for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	fi
+	[ -f "$DIR/testpmd.pid" ] && kill "$(cat "$DIR/testpmd.pid")" 2>/dev/null
 	for vm in "${VMS[@]}"; do ip netns del "ol-demo-$vm" 2>/dev/null; done
 	for ns in "${owned[@]}"; do ip netns del "$ns" 2>/dev/null; done
 	if [ -f "$DIR/ovs/ovs-vswitchd.pid" ]; then
@@ -46,6 +52,11 @@ down() {
 	[ -f "$DIR/ovs/ovsdb-server.pid" ] && kill "$(cat "$DIR/ovs/ovsdb-server.pid")" 2>/dev/null
 	ip netns del "$EXT" 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
+	if mountpoint -q "$DIR/huge" 2>/dev/null; then
+		for _ in $(seq 50); do umount "$DIR/huge" 2>/dev/null && break; sleep 0.1; done
+	fi
+	[ -f "$DIR/nr_hugepages" ] && cat "$DIR/nr_hugepages" >/proc/sys/vm/nr_hugepages
+	rm -rf /var/run/dpdk/oldemo-ovs /var/run/dpdk/oldemo-vnf
 	rm -rf "$DIR"
 	set -e
 }
@@ -73,7 +84,31 @@ ovs ovsdb-server "$DIR/ovs/conf.db" --remote="punix:$DIR/ovs/db.sock" --pidfile=
 	--unixctl="$DIR/ovs/ovsdb-server.ctl" --log-file="$DIR/ovs/ovsdb-server.log" --detach --no-chdir
 vsctl --no-wait init
 vsctl --no-wait set Open_vSwitch . ovs_version="$(ovs-vsctl --version | awk 'NR == 1 {print $NF}')"
-ovs ip netns exec "$NS" /usr/lib/openvswitch-switch/ovs-vswitchd "unix:$DIR/ovs/db.sock" --pidfile="$DIR/ovs/ovs-vswitchd.pid" \
+# OVS-DPDK when it can be had: the DPDK build, 1 GiB of 2M hugepages (OVS 512 MB, the
+# testpmd VNF 256 MB), a PMD on the second CPU that sleeps when idle. DPDK labs take the
+# lab's DPDK lock (a PMD and testpmd each spin a core).
+VSWITCHD=/usr/lib/openvswitch-switch/ovs-vswitchd
+DPDK=off
+hugefree() { awk '/HugePages_Free/ {print $2}' /proc/meminfo; }
+if [ "${DEMO_DPDK:-auto}" != off ] && [ -x /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk ] && command -v dpdk-testpmd >/dev/null; then
+	exec 9>/run/lock/offlane-lab-dpdk.lock && flock 9
+	if [ "$(hugefree)" -lt 512 ]; then
+		cat /proc/sys/vm/nr_hugepages >"$DIR/nr_hugepages"
+		echo $(($(cat /proc/sys/vm/nr_hugepages) + 512 - $(hugefree))) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+	fi
+	if [ "$(hugefree)" -ge 512 ] && mkdir -p "$DIR/huge" && mount -t hugetlbfs -o pagesize=2M nodev "$DIR/huge"; then
+		DPDK=on
+		VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+		pmd=0x1; [ "$(nproc)" -gt 1 ] && pmd=0x2
+		vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-lcore-mask=0x1 \
+			other_config:pmd-cpu-mask=$pmd other_config:pmd-maxsleep=100 other_config:dpdk-socket-mem=512 \
+			other_config:dpdk-socket-limit=512 other_config:dpdk-hugepage-dir="$DIR/huge" \
+			other_config:dpdk-extra="--no-pci --file-prefix=oldemo-ovs"
+	else
+		echo "demo: no 1 GiB of 2M hugepages to be had: OVS runs without DPDK (the vhost-user port will show why)"
+	fi
+fi
+ovs ip netns exec "$NS" "$VSWITCHD" "unix:$DIR/ovs/db.sock" --pidfile="$DIR/ovs/ovs-vswitchd.pid" \
 	--unixctl="$DIR/ovs/ovs-vswitchd.ctl" --log-file="$DIR/ovs/ovs-vswitchd.log" --detach --no-chdir -vconsole:off
 
 # The external network: br-phys1's uplink is a veth to the "internet" namespace, which is
@@ -101,7 +136,7 @@ mkdir -p "$DIR/vhost"
 
 say "starting offlane serve --agent (API $API, metrics $METRICS)"
 "$BIN" serve --listen "$API" --data "$DIR/data" --agent --node-config "$DIR/node.yaml" --host "$HOST" \
-	--ovs-netns "$NS" --plan-file "$DIR/node-plan.json" --metrics-listen "$METRICS" >"$DIR/offlane.log" 2>&1 &
+	--ovs-netns "$NS" --plan-file "$DIR/node-plan.json" --metrics-listen "$METRICS" >"$DIR/offlane.log" 2>&1 9>&- &
 echo $! >"$DIR/offlane.pid"
 for _ in $(seq 100); do curl -sf "http://$METRICS/readyz" >/dev/null && break; sleep 0.2; done
 curl -sf "http://$METRICS/readyz" >/dev/null || { echo "demo: the agent did not become ready; log:"; tail -20 "$DIR/offlane.log"; exit 1; }
@@ -179,6 +214,22 @@ rate=$(ip netns exec "$EXT" iperf3 -s -1 -p 5201 -D >/dev/null 2>&1; sleep 0.5
 	python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6,1))' 2>/dev/null || echo 0)
 check "a-vm2 egress limited to 50 Mbit/s by QoS (iperf3 UDP at 200: received ${rate} Mbit/s)" ok \
 	python3 -c "import sys; sys.exit(0 if 35 <= float('$rate') <= 57.5 else 1)"
+if [ "$DPDK" = on ]; then
+	# The VNF: dpdk-testpmd answering ARP and ping (icmpecho) on the vhost-user port, as
+	# the vhost-user server the port's vif_details name (OVS is the client).
+	sock=$(OFFLANE_PROJECT=proj-a "$BIN" port show a-vnf -c binding:vif_details -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["binding:vif_details"]["vhostuser_socket"])')
+	mac=$(OFFLANE_PROJECT=proj-a "$BIN" port show a-vnf -c mac_address -o value)
+	nice -n 10 dpdk-testpmd --lcores 0@0,1@0 -n 1 --no-pci --file-prefix=oldemo-vnf --huge-dir="$DIR/huge" -m 256 --in-memory \
+		--single-file-segments --vdev "net_virtio_user0,path=$sock,server=1,queues=1,mac=$mac" -- \
+		--total-num-mbufs=8192 --nb-cores=1 --auto-start --stats-period=3600 --forward-mode=icmpecho \
+		>"$DIR/testpmd.log" 2>&1 9>&- &
+	echo $! >"$DIR/testpmd.pid"
+	for _ in $(seq 100); do [ "$(status_of a-vnf)" = ACTIVE ] && break; sleep 0.2; done
+	check "a-vnf (vhost-user, OVS-DPDK) is ACTIVE once the VNF (dpdk-testpmd) connects" ok test "$(status_of a-vnf)" = ACTIVE
+	check "a-vm1 → a-vnf: ping answered by dpdk-testpmd over vhost-user" ok pingc ol-demo-a-vm1 "$(ip_of a-vnf)"
+	kill "$(cat "$DIR/testpmd.pid")" 2>/dev/null
+	rm -f "$DIR/testpmd.pid"
+fi
 
 say "the plan: backend and reason per port and feature (offlane explain; add -v for its flows)"
 for vm in a-vm1 a-vm2 a-vnf; do

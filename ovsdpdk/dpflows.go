@@ -8,10 +8,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Datapath flows: what ovs-vswitchd actually put into its datapath, as
@@ -215,55 +213,14 @@ func matchField(match, key string) string {
 	return ""
 }
 
-// DpctlOptions configure Dpctl.
-type DpctlOptions struct {
-	// RunDir is ovs-vswitchd's run directory (default DefaultOVSRunDir). Its control
-	// socket is RunDir/ovs-vswitchd.ctl when that exists (a daemon started with
-	// --unixctl there), else the one named by RunDir/ovs-vswitchd.pid.
-	RunDir string
-	// Binary is the ovs-appctl to run (default "ovs-appctl" from PATH).
-	Binary  string
-	Timeout time.Duration // default 30 s
-}
-
-// Dpctl reads ovs-vswitchd's datapath through `ovs-appctl dpctl/...`.
-type Dpctl struct {
-	runDir, bin string
-	timeout     time.Duration
-}
-
-// NewDpctl returns the datapath reader.
-func NewDpctl(opts DpctlOptions) *Dpctl {
-	d := &Dpctl{runDir: opts.RunDir, bin: opts.Binary, timeout: opts.Timeout}
-	if d.runDir == "" {
-		d.runDir = DefaultOVSRunDir
+// DatapathFlows returns every datapath flow of ovs-vswitchd's datapaths with its
+// datapath layer (`ovs-appctl dpctl/dump-flows -m`). Read-only; safe to retry.
+func (u *Unixctl) DatapathFlows(ctx context.Context) ([]DatapathFlow, error) {
+	out, err := u.Run(ctx, "dpctl/dump-flows", "-m")
+	if err != nil {
+		return nil, err
 	}
-	if d.bin == "" {
-		d.bin = "ovs-appctl"
-	}
-	if d.timeout <= 0 {
-		d.timeout = 30 * time.Second
-	}
-	return d
-}
-
-// DumpFlows returns every datapath flow of ovs-vswitchd's datapaths with its datapath
-// layer (`dpctl/dump-flows -m`). Read-only; safe to retry.
-func (d *Dpctl) DumpFlows(ctx context.Context) ([]DatapathFlow, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	target := "ovs-vswitchd"
-	if ctl := filepath.Join(d.runDir, "ovs-vswitchd.ctl"); fileExists(ctl) {
-		target = ctl
-	}
-	cmd := exec.CommandContext(ctx, d.bin, "-t", target, "dpctl/dump-flows", "-m")
-	cmd.Env = append(os.Environ(), "OVS_RUNDIR="+d.runDir)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s -t %s dpctl/dump-flows -m: %w: %s", d.bin, target, err, firstLines(stderr.String(), 5))
-	}
-	return ParseDatapathFlows(&stdout)
+	return ParseDatapathFlows(strings.NewReader(out))
 }
 
 func fileExists(p string) bool {

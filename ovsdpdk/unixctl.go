@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -19,13 +20,16 @@ var ErrNoNetdevDatapath = errors.New("ovs-vswitchd has no netdev datapath")
 type UnixctlOptions struct {
 	// Target is ovs-appctl's -t: the control socket path (e.g.
 	// /var/run/openvswitch/ovs-vswitchd.<pid>.ctl) or a daemon name looked up through
-	// its pidfile in RunDir (default "ovs-vswitchd").
+	// its pidfile in RunDir. Default: RunDir/ovs-vswitchd.ctl when that exists (a daemon
+	// started with --unixctl there, as the labs and the demo do), else "ovs-vswitchd".
 	Target string
 	// RunDir is ovs-vswitchd's run directory (OVS_RUNDIR; default DefaultOVSRunDir).
 	RunDir string
 	// Binary is the ovs-appctl to run (default "ovs-appctl" from PATH).
 	Binary string
-	// Timeout bounds each call (default 5 s; ovs-appctl's own -T is set to it too).
+	// Timeout bounds each call (default 30 s: a datapath flow dump at scale takes
+	// seconds; ovs-appctl's own -T is set to it too). Callers bound it further with
+	// their context (a scrape has 3 s).
 	Timeout time.Duration
 }
 
@@ -37,17 +41,20 @@ type Unixctl struct {
 
 // NewUnixctl returns the ovs-appctl runner.
 func NewUnixctl(opts UnixctlOptions) *Unixctl {
-	if opts.Target == "" {
-		opts.Target = "ovs-vswitchd"
-	}
 	if opts.RunDir == "" {
 		opts.RunDir = DefaultOVSRunDir
+	}
+	if opts.Target == "" {
+		opts.Target = "ovs-vswitchd"
+		if ctl := filepath.Join(opts.RunDir, "ovs-vswitchd.ctl"); fileExists(ctl) {
+			opts.Target = ctl
+		}
 	}
 	if opts.Binary == "" {
 		opts.Binary = "ovs-appctl"
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
+		opts.Timeout = 30 * time.Second
 	}
 	return &Unixctl{opts: opts}
 }

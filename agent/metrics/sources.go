@@ -56,7 +56,7 @@ type DatapathFlowCount struct {
 	Flows     int
 }
 
-// CountDatapathFlows counts parsed `dpctl/dump-flows -m` lines (ovsdpdk.Dpctl.DumpFlows)
+// CountDatapathFlows counts parsed `dpctl/dump-flows -m` lines (ovsdpdk.Unixctl.DatapathFlows)
 // by datapath layer and offload state, sorted; a flow without "dp:" counts as "ovs",
 // without "offloaded:" as "no".
 func CountDatapathFlows(flows []ovsdpdk.DatapathFlow) []DatapathFlowCount {

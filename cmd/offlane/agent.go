@@ -133,7 +133,6 @@ func (f *agentFlags) startAgent(ctx context.Context, st controlplane.Store, log 
 		m   *metrics.Metrics
 	)
 	if f.metrics != "" {
-		dpctl := ovsdpdk.NewDpctl(ovsdpdk.DpctlOptions{RunDir: runDir})
 		appctl := ovsdpdk.NewUnixctl(ovsdpdk.UnixctlOptions{RunDir: runDir})
 		m = metrics.New(prometheus.NewRegistry(), metrics.SourceFuncs{
 			PortsFunc:          func() []metrics.PortInfo { return ag.MetricPorts() },
@@ -141,7 +140,7 @@ func (f *agentFlags) startAgent(ctx context.Context, st controlplane.Store, log 
 			InterfaceStatsFunc: client.InterfaceStats,
 			PMDStatsFunc:       appctl.PMDStats,
 			DatapathFlowsFunc: func(ctx context.Context) ([]metrics.DatapathFlowCount, error) {
-				fl, err := dpctl.DumpFlows(ctx)
+				fl, err := appctl.DatapathFlows(ctx)
 				return metrics.CountDatapathFlows(fl), err
 			},
 		}, metrics.Options{Version: version, OVSDBConnected: client.Connected, Logger: log.Named("metrics")})

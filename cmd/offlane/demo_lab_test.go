@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,10 +46,15 @@ func TestLabDemo(t *testing.T) {
 		<-done
 		t.Fatalf("the demo did not finish in 8 minutes:\n%s", out)
 	}
-	if err != nil || !strings.Contains(string(out), "connectivity: 7 passed, 0 failed") {
+	if err != nil || !regexp.MustCompile(`connectivity: ([7-9]|\d\d) passed, 0 failed`).Match(out) {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"a-vm1   ACTIVE  ovs", "b-vm2   ACTIVE  ovs", "a-vnf   ERROR   binding_failed", "offlane_ series"} {
+	// a-vnf: vhostuser (ACTIVE, or DOWN once the testpmd VNF is gone) with OVS-DPDK, else ERROR with
+	// the reason
+	if !regexp.MustCompile(`a-vnf +((ACTIVE|DOWN) +vhostuser|ERROR +binding_failed)`).Match(out) {
+		t.Errorf("the report lacks a-vnf's binding:\n%s", out)
+	}
+	for _, want := range []string{"a-vm1   ACTIVE  ovs", "b-vm2   ACTIVE  ovs", "offlane_ series"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the report lacks %q:\n%s", want, out)
 		}

@@ -32,7 +32,7 @@ func (o *explainOptions) addDatapath(ctx context.Context, rep *explainReport, br
 		return
 	}
 	rep.DatapathPort = name
-	flows, err := ovsdpdk.NewDpctl(ovsdpdk.DpctlOptions{RunDir: o.ovsRunDir}).DumpFlows(ctx)
+	flows, err := ovsdpdk.NewUnixctl(ovsdpdk.UnixctlOptions{RunDir: o.ovsRunDir}).DatapathFlows(ctx)
 	if err != nil {
 		rep.DatapathError = err.Error()
 		return
