@@ -44,6 +44,10 @@ type Config struct {
 	Probe time.Duration
 	// Heartbeat is the agents-registry heartbeat period (default 10 s).
 	Heartbeat time.Duration
+	// ReconcileTimeout bounds one reconcile (default 2 min): a hung ovs-vswitchd (it
+	// stops serving OpenFlow while its database is gone) makes it fail and be reported
+	// instead of blocking the agent.
+	ReconcileTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -58,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 10 * time.Second
+	}
+	if c.ReconcileTimeout <= 0 {
+		c.ReconcileTimeout = 2 * time.Minute
 	}
 }
 
@@ -189,6 +196,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	if a.hw, err = a.d.Detect(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not a failure
+		}
 		return fmt.Errorf("agent: detect: %w", err)
 	}
 	if o := a.d.Observer; o != nil {
@@ -200,6 +210,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The first full reconcile, retried until it succeeds (OVS or the store may still
 	// be starting).
 	if err := a.retry(ctx, "initial reconcile", func() error { return a.reconcile(ctx, true) }); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before the first reconcile succeeded: not a failure
+		}
 		return err
 	}
 	a.heartbeat(ctx)

@@ -22,6 +22,11 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
+// errOVSDBDown fails a reconcile up front while the OVSDB connection is down: every
+// step needs OVSDB, and ovs-vswitchd, which loses its database lock with it, stops
+// answering OpenFlow requests until the database is back.
+var errOVSDBDown = errors.New("OVSDB connection lost (ovsdb-server down or restarting): the client reconnects by itself, the agent retries")
+
 // reconcile brings the node to the desired state once. full: compare with what OVS has
 // (a full sync of every bridge by diff) instead of sending the compiler's delta, and
 // re-apply the node layout.
@@ -40,6 +45,11 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 		a.mu.Unlock()
 	}()
 
+	if !a.d.OVS.Connected() {
+		return errOVSDBDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ReconcileTimeout)
+	defer cancel()
 	st, err := controlplane.LoadState(ctx, a.d.Store)
 	if err != nil {
 		return err

@@ -571,8 +571,9 @@ func ip4Uint(a netip.Addr) uint32 {
 // l3NetFlows: on an external network of a compiled router, ARP arriving from the
 // physical network teaches the next-hop table who is where (the external gateway's MAC
 // is not in the tenant model). Learned entries carry cookie 0: the applier's syncs leave
-// them alone, a newer ARP replaces them. Inputs: the segment, whether it is external to
-// a compiled router.
+// them alone, a newer ARP replaces them, and like an ARP cache they expire after 5
+// minutes unused (the agent's probes refresh the next hops in use; entries of a network
+// that is gone expire). Inputs: the segment, whether it is external to a compiled router.
 func (c *Compiler) l3NetFlows(id string) *emitter {
 	if c.l3.external[id] == 0 {
 		return nil
@@ -584,7 +585,7 @@ func (c *Compiler) l3NetFlows(id string) *emitter {
 	e := newEmitter(c.layout.IntegrationBridge, KindNetwork, id, 1)
 	e.add(TableClassify, prioL3Learn, e.nm().proto("arp").inPort(patch).dlVLAN(z),
 		joinActions(actSetReg(RegNetwork, z), "pop_vlan",
-			"learn(table="+strconv.Itoa(int(TableL3Neigh))+",priority="+strconv.Itoa(int(prioL3Learned))+",NXM_NX_REG6[],NXM_NX_REG3[]=NXM_OF_ARP_SPA[],load:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[])",
+			"learn(table="+strconv.Itoa(int(TableL3Neigh))+",idle_timeout=300,priority="+strconv.Itoa(int(prioL3Learned))+",NXM_NX_REG6[],NXM_NX_REG3[]=NXM_OF_ARP_SPA[],load:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[])",
 			actGoto(TableL2)))
 	return e
 }
