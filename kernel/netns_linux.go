@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // netnsDir is where named network namespaces are bind-mounted (iproute2's convention).
@@ -173,7 +174,10 @@ func handleAt(name string) (*netlink.Handle, netns.NsHandle, func(), error) {
 	if err != nil {
 		return nil, netns.None(), nil, fmt.Errorf("namespace %q: %w", name, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	// route netlink only: links, addresses, routes and neighbours are all this package
+	// needs, and asking for every family also opens XFRM sockets, which a kernel without
+	// xfrm_user refuses
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		_ = ns.Close()
 		return nil, netns.None(), nil, fmt.Errorf("namespace %q: netlink: %w", name, err)

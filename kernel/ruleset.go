@@ -231,7 +231,7 @@ func Compile(in RouterInput, ns string) (*RouterSpec, error) {
 		}
 		name := IfName(PrefixRouterInterface, ri.PortID)
 		if other, ok := portOf[name]; ok && other != ri.PortID {
-			return nil, fmt.Errorf("router %s: interface ports %s and %s share the first 11 characters of their ids (%s): give them distinct ids", r.ID, other, ri.PortID, name)
+			return nil, fmt.Errorf("router %s: interface ports %s and %s share the last 11 characters of their ids (%s), which name their interfaces: give them distinct ids", r.ID, other, ri.PortID, name)
 		}
 		portOf[name] = ri.PortID
 		i, ok := byName[name]

@@ -50,10 +50,10 @@ func TestCompileRouter(t *testing.T) {
 
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
-		oifname "qg-gw-port-012" ip saddr 10.0.1.5 snat to 172.24.4.20 comment "fip fip-1"
-		oifname "qg-gw-port-012" ip saddr 10.0.2.5 snat to 172.24.4.21 comment "fip fip-2"
-		oifname "qg-gw-port-012" ip saddr 10.0.1.0/24 snat to 172.24.4.10 comment "snat sub-a"
-		oifname "qg-gw-port-012" ip saddr 10.0.2.0/24 snat to 172.24.4.10 comment "snat sub-b"
+		oifname "qg-port0123456" ip saddr 10.0.1.5 snat to 172.24.4.20 comment "fip fip-1"
+		oifname "qg-port0123456" ip saddr 10.0.2.5 snat to 172.24.4.21 comment "fip fip-2"
+		oifname "qg-port0123456" ip saddr 10.0.1.0/24 snat to 172.24.4.10 comment "snat sub-a"
+		oifname "qg-port0123456" ip saddr 10.0.2.0/24 snat to 172.24.4.10 comment "snat sub-b"
 	}
 }
 `
@@ -65,9 +65,9 @@ func TestCompileRouter(t *testing.T) {
 		ports = append(ports, p.IfName+" "+p.MAC+" "+p.IfaceID+" "+strings.Join(fmtPrefixes(p.Addrs), ",")+" mtu "+strconv.Itoa(p.MTU))
 	}
 	wantPorts := []string{
-		"qr-port-a-0123 fa:16:3e:00:00:01 port-a-0123456789 10.0.1.1/24 mtu 1500",
-		"qr-port-b-0123 fa:16:3e:00:00:02 port-b-0123456789 10.0.2.1/24,fd00::1/64 mtu 1450",
-		"qg-gw-port-012 fa:16:3e:00:00:ff gw-port-0123456 172.24.4.10/24,172.24.4.20/32,172.24.4.21/32 mtu 1500",
+		"qr-a0123456789 fa:16:3e:00:00:01 port-a-0123456789 10.0.1.1/24 mtu 1500",
+		"qr-b0123456789 fa:16:3e:00:00:02 port-b-0123456789 10.0.2.1/24,fd00::1/64 mtu 1450",
+		"qg-port0123456 fa:16:3e:00:00:ff gw-port-0123456 172.24.4.10/24,172.24.4.20/32,172.24.4.21/32 mtu 1500",
 	}
 	if strings.Join(ports, "\n") != strings.Join(wantPorts, "\n") {
 		t.Errorf("ports:\n%s\nwant:\n%s", strings.Join(ports, "\n"), strings.Join(wantPorts, "\n"))
@@ -76,7 +76,7 @@ func TestCompileRouter(t *testing.T) {
 	for _, r := range spec.Routes {
 		routes = append(routes, r.String())
 	}
-	if got, want := strings.Join(routes, "; "), "0.0.0.0/0 via 172.24.4.1 dev qg-gw-port-012; 192.168.50.0/24 via 10.0.2.254"; got != want {
+	if got, want := strings.Join(routes, "; "), "0.0.0.0/0 via 172.24.4.1 dev qg-port0123456; 192.168.50.0/24 via 10.0.2.254"; got != want {
 		t.Errorf("routes: %s, want %s", got, want)
 	}
 	if !spec.IPv6 {
@@ -102,7 +102,7 @@ func TestCompileNeighbours(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []NeighbourSpec{{"qr-port-a-0123", addr("10.0.1.9"), "fa:16:3e:00:09:01"}, {"qr-port-b-0123", addr("10.0.2.9"), "fa:16:3e:00:09:09"}}
+	want := []NeighbourSpec{{"qr-a0123456789", addr("10.0.1.9"), "fa:16:3e:00:09:01"}, {"qr-b0123456789", addr("10.0.2.9"), "fa:16:3e:00:09:09"}}
 	if !slices.Equal(spec.Neighbours, want) {
 		t.Errorf("neighbours %v, want %v", spec.Neighbours, want)
 	}
@@ -156,7 +156,7 @@ func TestCompileErrors(t *testing.T) {
 		{"ip outside cidr", func(in *RouterInput) { in.Router.Interfaces[0].IP = addr("10.0.9.1") }, "is not inside its subnet"},
 		{"two MACs on one port", func(in *RouterInput) { in.Router.Interfaces[2].MAC = "fa:16:3e:00:00:09" }, "has two MACs"},
 		{"bad MAC", func(in *RouterInput) { in.Router.Interfaces[0].MAC = "nope" }, `MAC "nope"`},
-		{"colliding names", func(in *RouterInput) { in.Router.Interfaces[1].PortID = "port-a-0123456789-other" }, "share the first 11 characters"},
+		{"colliding names", func(in *RouterInput) { in.Router.Interfaces[1].PortID = "x-port-a-0123456789" }, "share the last 11 characters"},
 		{"gateway ips/cidrs", func(in *RouterInput) { in.Router.Gateway.CIDRs = nil }, "one external subnet CIDR per external_fixed_ip"},
 		{"nexthop off subnet", func(in *RouterInput) { in.Router.Gateway.NextHop = addr("198.51.100.1") }, "gateway_ip 198.51.100.1 is on none"},
 		{"snat without ipv4", func(in *RouterInput) {
