@@ -135,6 +135,8 @@ func (w *world) newPort() controlplane.Port {
 	}
 	if w.r.IntN(8) == 0 {
 		p.DeviceOwner = controlplane.OwnerRouterInterface
+	} else if w.r.IntN(10) == 0 {
+		p.DeviceOwner = controlplane.OwnerDHCP // a plugged one floods only locally on tunnels
 	}
 	if w.r.IntN(5) == 0 {
 		p.AllowedAddressPairs = []controlplane.AddressPair{{IPAddress: fmt.Sprintf("10.0.%d.0/24", w.r.IntN(3))}}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/offlane/offlane/controlplane"
 )
 
 // The flows of each compile unit. A unit is the set of flows one object produces; its
@@ -199,6 +201,9 @@ func (c *Compiler) segmentFlows(id string) *emitter {
 		e.add(TableClassify, prioPort, e.nm().inPort(patch).dlVLAN(z), joinActions(actSetReg(RegNetwork, z), "pop_vlan", actGoto(TableL2)))
 		e.add(TableDeliver, prioPort, e.nm().reg(RegNetwork, z).reg(RegOutPort, patch),
 			joinActions(actPushVLAN, actSetVLAN(z), actOutput(patch), "pop_vlan"))
+		if IsTunnel(seg.Type) {
+			c.containServiceFloods(e, id, z, local)
+		}
 	}
 	e.add(TableFlood, prioFloodAll, e.nm().reg(RegNetwork, z), orDrop(all))
 
@@ -235,6 +240,40 @@ func (c *Compiler) segmentFlows(id string) *emitter {
 		}
 	}
 	return e
+}
+
+// prioFloodDHCP: a DHCP request flooded on a tunnel network with a local DHCP port
+// (below prioFloodPatch: requests from the patch flood locally anyway).
+const prioFloodDHCP uint16 = 95
+
+// containServiceFloods keeps floods of a tunnel network that a distributed service port
+// answers on this node from leaving it over the tunnel (local ports only, as from the
+// patch). A router interface or DHCP port plugged here (a local port, see boundHere)
+// exists on every node carrying the network: its broadcasts, ARP requests and unknown
+// unicast concern this node's ports only (the ARP responder answers for remote ports),
+// and its DHCP replies are for local clients. And with a local DHCP port, a VM's DHCP
+// request (udp 68→67) must reach only that port: every node's server would answer it.
+func (c *Compiler) containServiceFloods(e *emitter, net string, z int, local []string) {
+	var svc []int
+	dhcp := false
+	for pid := range c.netPorts[net] {
+		p := c.ir.Ports[pid]
+		switch p.DeviceOwner {
+		case controlplane.OwnerDHCP:
+			dhcp = true
+		case controlplane.OwnerRouterInterface:
+		default:
+			continue
+		}
+		svc = append(svc, p.OFPort)
+	}
+	sort.Ints(svc)
+	for _, o := range slices.Compact(svc) {
+		e.add(TableFlood, prioFloodPatch, e.nm().reg(RegNetwork, z).inPort(o), orDrop(local))
+	}
+	if dhcp {
+		e.add(TableFlood, prioFloodDHCP, e.nm().proto("udp").reg(RegNetwork, z).tpSrc(68).tpDst(67), orDrop(local))
+	}
 }
 
 func orDrop(a []string) string {

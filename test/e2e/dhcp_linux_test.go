@@ -133,6 +133,12 @@ func TestLabDHCPOverVXLAN(t *testing.T) {
 			t.Fatalf("%s: %s: %v %s", h.name, ns, err, out)
 		}
 	}
+	// Each host's server sees only its own VMs' requests: with the DHCP port local, the
+	// pipeline floods requests to local ports only (offload containServiceFloods).
+	seen := map[string]*lab.Capture{}
+	for _, h := range []*host{h1, h2} {
+		seen[h.name] = lab.StartCapture(t, dhcp.NamespacePrefix+h.name+"-dx", kernel.IfName(kernel.PrefixTap, dhcpPort.ID), "udp dst port 67")
+	}
 	for _, p := range snap.Ports[:2] {
 		vm := vms[p.ID]
 		udhcpc(t, vm)
@@ -150,6 +156,14 @@ func TestLabDHCPOverVXLAN(t *testing.T) {
 				if !strings.Contains(out, s) {
 					t.Fatalf("%s: ip %s lacks %q:\n%s", vm, args, s, out)
 				}
+			}
+		}
+	}
+	for _, p := range snap.Ports[:2] {
+		for _, h := range []*host{h1, h2} {
+			lines := strings.Join(seen[h.name].Stop(), "\n")
+			if got, want := strings.Contains(lines, p.MACAddress+" >"), p.HostID == h.name; got != want {
+				t.Errorf("%s's DHCP server saw requests from %s (on %s): %v, want %v:\n%s", h.name, p.ID, p.HostID, got, want, lines)
 			}
 		}
 	}

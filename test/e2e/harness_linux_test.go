@@ -25,17 +25,18 @@ import (
 // ovsdpdk's Ports API, and the flows compiled by offload and installed by ovsdpdk.Flows,
 // the way the agent will do it.
 type host struct {
-	t     *testing.T
-	name  string // binding:host_id
-	o     *lab.OVS
-	c     *ovsdpdk.Client
-	ports *ovsdpdk.Ports
-	flows *ovsdpdk.Flows
-	hw    *hwdetect.Node
-	comp  *offload.Compiler
-	vlans map[string]uint16 // local VLAN allocation, kept across reconciles
-	vms   map[string]*lab.VM
-	log   *zap.Logger
+	t        testing.TB
+	name     string // binding:host_id
+	datapath string // the bridges' datapath type: dpNetdev or dpSystem
+	o        *lab.OVS
+	c        *ovsdpdk.Client
+	ports    *ovsdpdk.Ports
+	flows    *ovsdpdk.Flows
+	hw       *hwdetect.Node
+	comp     *offload.Compiler
+	vlans    map[string]uint16 // local VLAN allocation, kept across reconciles
+	vms      map[string]*lab.VM
+	log      *zap.Logger
 	// l3 realises the routers the plan gives a non-OpenFlow backend (l3_linux_test.go);
 	// nil: nothing to realise.
 	l3 l3Backend
@@ -46,18 +47,38 @@ type host struct {
 	plan   *offload.Plan
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// newHost starts the host's OVS (no layout yet: see apply).
-func newHost(t *testing.T, name string) *host {
+// The OVS datapaths the scenarios run on: the host tier's userspace datapath, and the
+// kernel datapath of the fallback path (kernel OVS + netfilter, for a node whose NIC
+// offloads nothing), which only the kernel lab's guest has (fallback_kernel_test.go).
+const (
+	dpNetdev = "netdev"
+	dpSystem = "system"
+)
+
+// newHost starts the host's OVS for the userspace datapath (no layout yet: see apply).
+func newHost(t testing.TB, name string) *host { return newHostOn(t, name, dpNetdev) }
+
+// newHostOn starts the host's OVS for bridges of datapath type dp; with dpSystem the
+// openvswitch kernel module is loaded first (or the test skips).
+func newHostOn(t testing.TB, name, dp string) *host {
+	t.Helper()
+	return newHostOpts(t, name, dp, lab.Options{})
+}
+
+// newHostOpts is newHostOn with more of the lab's options (other_config such as
+// userspace-tso-enable for the benchmarks).
+func newHostOpts(t testing.TB, name, dp string, opts lab.Options) *host {
 	t.Helper()
 	lab.RequireOVS(t)
 	lab.Require(t, "ovs-vsctl", "tcpdump", "busybox")
-	o := lab.StartOVS(t, lab.Options{})
+	opts.SystemDatapath = dp == dpSystem
+	o := lab.StartOVS(t, opts)
 	// No IPv6 in the host's namespace: the host-side ends of the VMs' veths and OVS's
 	// internal ports would send router solicitations, noise in the VMs' captures.
 	for _, k := range []string{"all", "default"} {
@@ -72,15 +93,23 @@ func newHost(t *testing.T, name string) *host {
 	}
 	t.Cleanup(c.Close)
 	of := ovsdpdk.NewOfctl(ovsdpdk.OfctlOptions{RunDir: o.Dir})
-	return &host{t: t, name: name, o: o, c: c, ports: ovsdpdk.NewPorts(c, ovsdpdk.PortsOptions{}),
+	return &host{t: t, name: name, datapath: dp, o: o, c: c, ports: ovsdpdk.NewPorts(c, ovsdpdk.PortsOptions{}),
 		flows: ovsdpdk.NewFlows(of, ovsdpdk.FlowsOptions{Logger: log}), vlans: map[string]uint16{},
 		vms: map[string]*lab.VM{}, log: log}
 }
 
 // nodeYAML is a node config: netdev datapath, br-int, physnet1 on br-phys1 (with the
 // given uplink, or none), and a VXLAN tunnel bridge when tunnelCIDR is set.
-func nodeYAML(uplink, tunnelCIDR string) string {
-	y := "datapath: netdev\nintegration_bridge: br-int\nphysnets:\n  physnet1: {bridge: br-phys1"
+func nodeYAML(uplink, tunnelCIDR string) string { return nodeYAMLOn(dpNetdev, uplink, tunnelCIDR) }
+
+// nodeYAML is the node config of this host's datapath.
+func (h *host) nodeYAML(uplink, tunnelCIDR string) string {
+	return nodeYAMLOn(h.datapath, uplink, tunnelCIDR)
+}
+
+// nodeYAMLOn is nodeYAML with the datapath dp.
+func nodeYAMLOn(dp, uplink, tunnelCIDR string) string {
+	y := "datapath: " + dp + "\nintegration_bridge: br-int\nphysnets:\n  physnet1: {bridge: br-phys1"
 	if uplink != "" {
 		y += ", interface: " + uplink
 	}
@@ -278,7 +307,7 @@ func openGroup(id, tenant string) controlplane.SecurityGroup {
 // pingOK waits (polling, up to a minute: the first packets may wait for ARP, MAC
 // learning or tunnel neighbour resolution on a loaded host) until from reaches dst, then
 // requires 5 more pings without a loss.
-func pingOK(t *testing.T, from *lab.VM, dst string, extra ...string) {
+func pingOK(t testing.TB, from *lab.VM, dst string, extra ...string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -297,7 +326,7 @@ func pingOK(t *testing.T, from *lab.VM, dst string, extra ...string) {
 }
 
 // pingFails requires that none of 3 pings from from to dst is answered.
-func pingFails(t *testing.T, from *lab.VM, dst string, extra ...string) {
+func pingFails(t testing.TB, from *lab.VM, dst string, extra ...string) {
 	t.Helper()
 	out, err := ping(from, dst, 3, extra...)
 	if err == nil || !strings.Contains(out, " 0 received") {
@@ -321,9 +350,9 @@ func tcpConnect(from *lab.VM, dst string, port int) bool {
 
 // listen runs a TCP listener on port inside the VM (busybox nc, persistent, answering
 // "ok" to every connection) until cleanup.
-func listen(t *testing.T, vm *lab.VM, port int) {
+func listen(t testing.TB, vm *lab.VM, port int) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", vm.NS, "busybox", "nc", "-ll", "-p", strconv.Itoa(port), "-e", "/bin/echo", "ok")
+	cmd := exec.Command("ip", "netns", "exec", vm.NS, "busybox", "nc", "-ll", "-p", strconv.Itoa(port), "-e", "busybox", "echo", "ok")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +392,7 @@ func pinStaticNeighbours(t *testing.T, snap offload.Snapshot, vms map[string]*la
 }
 
 // eventually polls cond until it holds or a minute passes.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for !cond() {

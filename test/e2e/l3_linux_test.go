@@ -25,13 +25,13 @@ type l3Backend interface {
 	// realise is called on host h after each snapshot change, before h.compile: it
 	// plugs/unplugs what the backend needs (qrouter namespaces) for the routers the
 	// plan gave it. The openflow backend does nothing.
-	realise(t *testing.T, h *host, ir *offload.IR, plan *offload.Plan)
+	realise(t testing.TB, h *host, ir *offload.IR, plan *offload.Plan)
 }
 
 type openflowL3 struct{}
 
 func (openflowL3) name() string                                          { return "openflow" }
-func (openflowL3) realise(*testing.T, *host, *offload.IR, *offload.Plan) {}
+func (openflowL3) realise(testing.TB, *host, *offload.IR, *offload.Plan) {}
 
 // realiseL3 is the build → plan → realise step before a compile: the backend plugs its
 // ports, then the layout and OpenFlow ports are read again.
@@ -68,25 +68,30 @@ func (h *host) routedReconcile(snap offload.Snapshot, vteps map[string]netip.Add
 	}
 }
 
-// publishDatapath waits until ovs-vswitchd has filled the netdev Datapath row (which
-// `offlane node apply` creates, as OVN's controller does) with the datapath's
-// capabilities (ct_state_nat, ...), detecting the host again: the planner then decides
-// from what the real datapath reports.
-func publishDatapath(t *testing.T, h *host) {
+// publishDatapath waits until ovs-vswitchd has filled the Datapath row of the host's
+// datapath type (which `offlane node apply` creates, as OVN's controller does) with the
+// datapath's capabilities (ct_state_nat, ...), detecting the host again: the planner
+// then decides from what the real datapath reports.
+func publishDatapath(t testing.TB, h *host) {
 	t.Helper()
-	eventually(t, "ovs-vswitchd publishes the netdev datapath's capabilities", func() bool {
+	eventually(t, "ovs-vswitchd publishes the "+h.datapath+" datapath's capabilities", func() bool {
 		hw, err := hwdetect.Detect(ctxFor(t, time.Minute), hwdetect.Options{OVS: ovsdpdk.NewProber(h.o.Endpoint), Logger: h.log})
 		if err != nil {
 			t.Fatal(err)
 		}
 		h.hw = hw
-		return hw.OVS != nil && hw.OVS.DatapathCapabilities["netdev"]["ct_state_nat"] == "true"
+		return hw.OVS != nil && hw.OVS.DatapathCapabilities[h.datapath]["ct_state_nat"] == "true"
 	})
 }
 
-// l3NodeYAML is nodeYAML with the L3 backend chosen.
+// l3NodeYAML is nodeYAML (netdev datapath) with the L3 backend chosen.
 func l3NodeYAML(be l3Backend, uplink, tunnelCIDR string) string {
 	return nodeYAML(uplink, tunnelCIDR) + "l3_backend: " + be.name() + "\n"
+}
+
+// l3NodeYAML is the host's nodeYAML (its datapath) with the L3 backend chosen.
+func (h *host) l3NodeYAML(be l3Backend, uplink, tunnelCIDR string) string {
+	return h.nodeYAML(uplink, tunnelCIDR) + "l3_backend: " + be.name() + "\n"
 }
 
 func subnet(id, net, cidr, gw string) controlplane.Subnet {
@@ -102,7 +107,7 @@ func routerPort(id, tenant, owner, device, net, mac, ip string) controlplane.Por
 }
 
 // withRoute gives a VM a default route through its subnet's gateway.
-func withRoute(t *testing.T, vm *lab.VM, gw string) {
+func withRoute(t testing.TB, vm *lab.VM, gw string) {
 	t.Helper()
 	if out, err := vm.Exec("ip", "route", "replace", "default", "via", gw); err != nil {
 		t.Fatalf("%s: default route: %v: %s", vm, err, out)
@@ -130,13 +135,13 @@ func routingSnapshot() offload.Snapshot {
 // runRouting: VMs of two subnets behind one router reach each other on one host and
 // across two hosts over VXLAN; the router answers for its gateway address; a routed
 // packet arrives with its TTL decremented once, and traceroute finds the destination
-// at the second hop.
-func runRouting(t *testing.T, be l3Backend) map[string]*host {
+// at the second hop. The hosts run datapath dp.
+func runRouting(t *testing.T, dp string, be l3Backend) map[string]*host {
 	snap := routingSnapshot()
-	h1, h2 := newHost(t, "node1"), newHost(t, "node2")
+	h1, h2 := newHostOn(t, "node1", dp), newHostOn(t, "node2", dp)
 	lab.ConnectUnderlay(t, h1.o, h2.o, "10.99.0.1/24", "10.99.0.2/24")
-	h1.apply(l3NodeYAML(be, "", "10.99.0.1/24"))
-	h2.apply(l3NodeYAML(be, "", "10.99.0.2/24"))
+	h1.apply(h1.l3NodeYAML(be, "", "10.99.0.1/24"))
+	h2.apply(h2.l3NodeYAML(be, "", "10.99.0.2/24"))
 	publishDatapath(t, h1)
 	publishDatapath(t, h2)
 	hosts := map[string]*host{"node1": h1, "node2": h2}
@@ -237,14 +242,14 @@ type natLab struct {
 	vm  map[string]*lab.VM
 }
 
-func startNAT(t *testing.T, be l3Backend) *natLab {
+func startNAT(t *testing.T, dp string, be l3Backend) *natLab {
 	snap := natSnapshot()
-	h := newHost(t, "node1")
+	h := newHostOn(t, "node1", dp)
 	ext := h.o.AddVM(t, "extsrv", lab.VMOptions{IP: "172.16.0.1/24"})
 	if out, err := ext.Exec("ip", "addr", "add", "203.0.113.10/32", "dev", "lo"); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	h.apply(l3NodeYAML(be, "extsrv", ""))
+	h.apply(h.l3NodeYAML(be, "extsrv", ""))
 	publishDatapath(t, h)
 	vm := map[string]*lab.VM{}
 	for _, p := range snap.Ports {
@@ -270,9 +275,10 @@ func (n *natLab) serverSees(t *testing.T, filter string, fn func()) string {
 
 // runNAT: SNAT of two tenants with the same 10.0.0.0/24 at the same time, each seen by
 // the external server as its router's address; a floating IP reachable from outside,
-// the source of its replies and of its VM's own connections, winning over the SNAT.
-func runNAT(t *testing.T, be l3Backend) *natLab {
-	n := startNAT(t, be)
+// the source of its replies and of its VM's own connections, winning over the SNAT. The
+// host runs datapath dp.
+func runNAT(t *testing.T, dp string, be l3Backend) *natLab {
+	n := startNAT(t, dp, be)
 	vm, ext := n.vm, n.ext
 	pingOK(t, vm["a1"], "10.0.0.1") // the gateway answers
 	// Warm up: the first packets may wait for the next hop's MAC.
@@ -359,7 +365,7 @@ func runNAT(t *testing.T, be l3Backend) *natLab {
 // across two hosts over VXLAN (see runRouting), and the router's flows read back from
 // OVS with its cookie.
 func TestLabRoutingOpenFlow(t *testing.T) {
-	hosts := runRouting(t, openflowL3{})
+	hosts := runRouting(t, dpNetdev, openflowL3{})
 	for _, h := range hosts {
 		assertOpenFlowL3(t, h, "r1")
 	}
@@ -369,7 +375,7 @@ func TestLabRoutingOpenFlow(t *testing.T) {
 // OpenFlow with conntrack NAT (see runNAT); the planner chose OpenFlow because the
 // datapath has ct NAT.
 func TestLabNATOpenFlow(t *testing.T) {
-	n := runNAT(t, openflowL3{})
+	n := runNAT(t, dpNetdev, openflowL3{})
 	assertOpenFlowL3(t, n.h, "ra", "rb")
 	z := n.h.comp.RouterZones()
 	if z["ra"] == z["rb"] || z["ra"] <= offload.MaxLocalVLAN || z["rb"] <= offload.MaxLocalVLAN {

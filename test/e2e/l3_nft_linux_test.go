@@ -34,7 +34,7 @@ func (b *nftBackend) name() string { return "nftables" }
 
 // of is the host's router backend: its namespaces are named after the host's lab (so the
 // lab sweeper knows them) and its veths' host ends live in the host's OVS namespace.
-func (b *nftBackend) of(t *testing.T, h *host) *kernel.Routers {
+func (b *nftBackend) of(t testing.TB, h *host) *kernel.Routers {
 	if rs := b.routers[h]; rs != nil {
 		return rs
 	}
@@ -53,7 +53,7 @@ func (b *nftBackend) of(t *testing.T, h *host) *kernel.Routers {
 // bound to this host or unbound: a floating IP lives on its port's host, as in the
 // OpenFlow backend), prunes the others, and waits until OVS gave every router port an
 // OpenFlow port. The caller compiles again so the router ports join the L2 pipeline.
-func (b *nftBackend) realise(t *testing.T, h *host, ir *offload.IR, plan *offload.Plan) {
+func (b *nftBackend) realise(t testing.TB, h *host, ir *offload.IR, plan *offload.Plan) {
 	t.Helper()
 	rs := b.of(t, h)
 	ctx := ctxFor(t, 2*time.Minute)
@@ -214,8 +214,9 @@ func nftSourceOf(t *testing.T, from *lab.VM, dst string, port int) string {
 		out, _ := from.Exec("busybox", "nc", "-w", "2", dst, fmt.Sprint(port))
 		for _, l := range strings.Split(out, "\n") {
 			f := strings.Fields(l)
-			// tcp 0 0 172.24.4.1:8080 172.24.4.10:38834 ESTABLISHED
-			if len(f) >= 6 && strings.HasSuffix(f[3], fmt.Sprintf(":%d", port)) && f[5] == "ESTABLISHED" {
+			// tcp 0 0 172.24.4.1:8080 172.24.4.10:38834 ESTABLISHED (or CLOSE_WAIT: the
+			// client's stdin is empty, so it may have sent its FIN before netstat runs)
+			if len(f) >= 6 && strings.HasSuffix(f[3], fmt.Sprintf(":%d", port)) && (f[5] == "ESTABLISHED" || f[5] == "CLOSE_WAIT") {
 				src = strings.TrimPrefix(f[4][:strings.LastIndex(f[4], ":")], "::ffff:") // busybox nc listens on IPv6
 				return true
 			}
@@ -296,7 +297,7 @@ func TestLabL3NFTablesOneHost(t *testing.T) {
 // realised as qrouter namespaces, and checks the namespaces' state.
 func TestLabRoutingNFTables(t *testing.T) {
 	b := newNFTBackend()
-	hosts := runRouting(t, b)
+	hosts := runRouting(t, dpNetdev, b)
 	for _, h := range hosts {
 		assertNFTablesL3(t, b, h, "r1")
 	}
@@ -306,7 +307,7 @@ func TestLabRoutingNFTables(t *testing.T) {
 // CIDR SNATing at once, a floating IP both ways) on the nftables backend.
 func TestLabNATNFTables(t *testing.T) {
 	b := newNFTBackend()
-	n := runNAT(t, b)
+	n := runNAT(t, dpNetdev, b)
 	assertNFTablesL3(t, b, n.h, "ra", "rb")
 }
 

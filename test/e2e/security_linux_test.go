@@ -9,12 +9,12 @@ import (
 	"github.com/offlane/offlane/test/lab"
 )
 
-// oneHost brings up one OVS host (physnet1 on br-phys1 without an uplink, no tunnels),
-// attaches the ports of snap and fully syncs their flows.
-func oneHost(t *testing.T, snap offload.Snapshot) (*host, map[string]*lab.VM) {
+// oneHost brings up one OVS host on datapath dp (physnet1 on br-phys1 without an
+// uplink, no tunnels), attaches the ports of snap and fully syncs their flows.
+func oneHost(t *testing.T, snap offload.Snapshot, dp string) (*host, map[string]*lab.VM) {
 	t.Helper()
-	h := newHost(t, "node1")
-	h.apply(nodeYAML("", ""))
+	h := newHostOn(t, "node1", dp)
+	h.apply(h.nodeYAML("", ""))
 	vms := map[string]*lab.VM{}
 	for _, p := range snap.Ports {
 		vms[p.ID] = h.attach(p, p.ID, 1500)
@@ -43,7 +43,7 @@ func TestLabPortSecurity(t *testing.T) {
 		},
 		SecurityGroups: []controlplane.SecurityGroup{openGroup("any", "t")},
 	}
-	h, vm := oneHost(t, snap)
+	h, vm := oneHost(t, snap, dpNetdev)
 	for _, p := range []string{"ps1", "ps2", "ps3"} {
 		pingOK(t, vm[p], "10.0.0.9")
 	}
@@ -152,6 +152,12 @@ func TestLabPortSecurity(t *testing.T) {
 // ingress rules would not let them in (stateful, conntrack); removing the SSH rule closes
 // port 22 after one incremental update; putting it back with a full reconcile opens it.
 func TestLabSecurityGroups(t *testing.T) {
+	runSecurityGroups(t, dpNetdev)
+}
+
+// runSecurityGroups is TestLabSecurityGroups's scenario on datapath dp; it returns the
+// host (its last plan) for datapath-specific checks.
+func runSecurityGroups(t *testing.T, dp string) *host {
 	web := secgroup("web", "t",
 		rule{id: "web-ssh", dir: "ingress", proto: "tcp", min: 22, max: 22, cidr: "10.0.0.0/28"},
 		rule{id: "web-icmp", dir: "ingress", proto: "icmp", group: "web"},
@@ -166,7 +172,7 @@ func TestLabSecurityGroups(t *testing.T) {
 		},
 		SecurityGroups: []controlplane.SecurityGroup{web, other},
 	}
-	h, vm := oneHost(t, snap)
+	h, vm := oneHost(t, snap, dp)
 	srv, c1, c2 := vm["srv"], vm["c1"], vm["c2"]
 	listen(t, srv, 22)
 	listen(t, srv, 8080)
@@ -210,4 +216,5 @@ func TestLabSecurityGroups(t *testing.T) {
 		t.Fatal("re-adding the rule changed no flow")
 	}
 	eventually(t, "c1 connects to srv:22 again", func() bool { return tcpConnect(c1, "10.0.0.10", 22) })
+	return h
 }

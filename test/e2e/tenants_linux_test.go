@@ -43,16 +43,17 @@ func twoTenantsSnapshot() (offload.Snapshot, map[string]string) {
 	return snap, names
 }
 
-// twoHosts brings up node1 and node2: a physnet1 cable between their physnet bridges
-// (VLAN networks) and an IP underlay 10.99.0.0/24 for VXLAN, laid out by node apply; the
-// VMs of snap attached on their hosts; flows compiled and fully synced on both.
-func twoHosts(t *testing.T, snap offload.Snapshot) (map[string]*host, *lab.Underlay, map[string]*lab.VM) {
+// twoHosts brings up node1 and node2 on datapath dp: a physnet1 cable between their
+// physnet bridges (VLAN networks) and an IP underlay 10.99.0.0/24 for VXLAN, laid out by
+// node apply; the VMs of snap attached on their hosts; flows compiled and fully synced on
+// both.
+func twoHosts(t *testing.T, snap offload.Snapshot, dp string) (map[string]*host, *lab.Underlay, map[string]*lab.VM) {
 	t.Helper()
-	h1, h2 := newHost(t, "node1"), newHost(t, "node2")
+	h1, h2 := newHostOn(t, "node1", dp), newHostOn(t, "node2", dp)
 	lab.LinkOVS(t, h1.o, h2.o, "phys-node1", "phys-node2", 1600)
 	u := lab.ConnectUnderlay(t, h1.o, h2.o, "10.99.0.1/24", "10.99.0.2/24")
-	h1.apply(nodeYAML("phys-node1", "10.99.0.1/24"))
-	h2.apply(nodeYAML("phys-node2", "10.99.0.2/24"))
+	h1.apply(h1.nodeYAML("phys-node1", "10.99.0.1/24"))
+	h2.apply(h2.nodeYAML("phys-node2", "10.99.0.2/24"))
 	hosts := map[string]*host{"node1": h1, "node2": h2}
 	mtu := map[string]int{}
 	for _, n := range snap.Networks {
@@ -83,8 +84,14 @@ func twoHosts(t *testing.T, snap offload.Snapshot) (map[string]*host, *lab.Under
 // VXLAN over the underlay, with the network's VNI); VMs of other networks and of the
 // other tenant never see a packet (tcpdump on them stays empty) and cannot be reached.
 func TestLabTenantIsolation(t *testing.T) {
+	runTenantIsolation(t, dpNetdev)
+}
+
+// runTenantIsolation is TestLabTenantIsolation's scenario on datapath dp; it returns the
+// hosts (their last plans) for datapath-specific checks.
+func runTenantIsolation(t *testing.T, dp string) map[string]*host {
 	snap, _ := twoTenantsSnapshot()
-	hosts, u, vm := twoHosts(t, snap)
+	hosts, u, vm := twoHosts(t, snap, dp)
 
 	// Same network, same host and across hosts, VLAN and VXLAN, both tenants.
 	for _, p := range [][2]string{{"av1", "10.0.0.3"}, {"av1", "10.0.0.2"}, {"ax1", "10.0.0.2"}, {"bv1", "10.0.0.2"}, {"bx1", "10.0.0.2"}} {
@@ -166,4 +173,5 @@ func TestLabTenantIsolation(t *testing.T) {
 		// The same target is reachable from its own network on both hosts.
 		pingOK(t, vm["av2"], "10.0.0.3")
 	})
+	return hosts
 }

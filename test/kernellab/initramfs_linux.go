@@ -28,7 +28,10 @@ var labModules = []string{
 	"8021q", "vxlan", "geneve", "bridge", "veth", "dummy", "tun", "psample",
 	// netfilter fallback (NAT and security groups in namespaces)
 	"nf_tables", "nft_ct", "nft_nat", "nft_chain_nat", "nft_masq", "nft_reject_inet", "nft_fib_inet",
-	"nf_conntrack", "nf_nat",
+	"nf_conntrack", "nf_nat", "nf_conntrack_netlink", // ovs-appctl dpctl/dump-conntrack
+	// vishvananda/netlink's NewHandleAt opens a NETLINK_XFRM socket too (the kernel
+	// package's namespace handles): without xfrm_user, "protocol not supported"
+	"xfrm_user",
 	// libcrc32c (openvswitch, act_csum, nf_nat) fails its init with ENOENT without a
 	// crc32c implementation: its "softdep pre: crc32c"
 	"crc32c_generic",
@@ -56,6 +59,9 @@ var guestTools = []guestTool{
 	{path: "/usr/share/openvswitch/vswitch.ovsschema", optional: true},
 	{path: "tcpdump", optional: true}, {path: "nft", optional: true},
 	{path: "iperf3", optional: true}, // police rates measured in the guest
+	// iputils ping before busybox's in PATH: the e2e scenarios read its summary
+	// ("0 received") and use its -i 0.2
+	{path: "ping", optional: true},
 }
 
 // guestEtc are small host files the tools expect.
@@ -71,8 +77,9 @@ func initramfs(ctx context.Context, k *kernel, logf func(string, ...any)) (strin
 	}
 	t.charDev("dev/console", 0o600, 5, 1)
 	t.file("init", 0o755, []byte(guestInit(bootModules)))
-	t.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
-	t.file("etc/group", 0o644, []byte("root:x:0:\n"))
+	// tcpdump (Debian's build) drops its privileges to the user tcpdump once capturing.
+	t.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\ntcpdump:x:104:110::/nonexistent:/bin/false\n"))
+	t.file("etc/group", 0o644, []byte("root:x:0:\ntcpdump:x:110:\n"))
 	t.file("etc/hostname", 0o644, []byte("offlane-kernellab\n"))
 	hc := newHostCopier("/", t)
 	// usrmerge: /bin, /sbin, /lib, /lib64 are symlinks into /usr on the host; keep them so

@@ -50,7 +50,9 @@ const UnderlayMTU = 1600
 // holds the host's address (cidrA on a, cidrB on b, e.g. 10.99.0.1/24 and 10.99.0.2/24).
 // OVS's userspace tunnels route and resolve ARP only through addresses on OVS bridges,
 // so the tunnel endpoint address must live on one. The bridge is foreign to offlane (no
-// offlane tags) and normal-switching. Removed at cleanup with the labs.
+// offlane tags) and normal-switching, on the kernel datapath in labs started with
+// SystemDatapath (the kernel's tunnels route through the namespace's routing table),
+// the userspace one otherwise. Removed at cleanup with the labs.
 func ConnectUnderlay(t testing.TB, a, b *OVS, cidrA, cidrB string) *Underlay {
 	t.Helper()
 	const br = "br-ul"
@@ -61,7 +63,11 @@ func ConnectUnderlay(t testing.TB, a, b *OVS, cidrA, cidrB string) *Underlay {
 		e.Addr, _, _ = strings.Cut(cidr, "/")
 		// A fixed MAC keeps the bridge's address stable across restarts of the test.
 		hw := fmt.Sprintf("02:99:%s:%s:%s:%02x", e.OVS.ID[0:2], e.OVS.ID[2:4], e.OVS.ID[4:6], i+1)
-		e.OVS.Vsctl(t, "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev", "other_config:hwaddr="+hw,
+		dp := "netdev"
+		if e.OVS.opts.SystemDatapath {
+			dp = "system"
+		}
+		e.OVS.Vsctl(t, "add-br", br, "--", "set", "bridge", br, "datapath_type="+dp, "other_config:hwaddr="+hw,
 			"--", "set", "interface", br, "mtu_request="+strconv.Itoa(UnderlayMTU),
 			"--", "add-port", br, e.Link)
 		mustRun(t, "ip", "-n", e.OVS.NS, "addr", "add", cidr, "dev", br)
