@@ -100,6 +100,9 @@ type Result struct {
 
 // Deps are the agent's collaborators.
 type Deps struct {
+	// State is the desired state and where bindings and heartbeats go. Store is the
+	// shorthand for StoreState{Store} (the agent beside the store); give one of them.
+	State DesiredState
 	Store controlplane.Store
 	OVS   *ovsdpdk.Client
 	Ports *ovsdpdk.Ports
@@ -150,12 +153,15 @@ type Agent struct {
 // New checks the configuration and returns an agent.
 func New(cfg Config, d Deps) (*Agent, error) {
 	cfg.defaults()
+	if d.State == nil && d.Store != nil {
+		d.State = StoreState{Store: d.Store}
+	}
 	switch {
 	case cfg.Host == "":
 		return nil, errors.New("agent: host is empty: give --host (the ports' binding:host_id)")
 	case cfg.StateDir == "":
 		return nil, errors.New("agent: state dir is empty")
-	case d.Store == nil || d.OVS == nil || d.Ports == nil || d.Flows == nil || d.OpenFlow == nil || d.Detect == nil:
+	case d.State == nil || d.OVS == nil || d.Ports == nil || d.Flows == nil || d.OpenFlow == nil || d.Detect == nil:
 		return nil, errors.New("agent: store, OVS client, ports, flows, OpenFlow channel and detector are all required")
 	}
 	switch cfg.L3Backend {
@@ -284,7 +290,7 @@ func (a *Agent) watch(ctx context.Context) (<-chan struct{}, func()) {
 			a.mu.Lock()
 			from := a.rev
 			a.mu.Unlock()
-			w, err := a.d.Store.Watch(wctx, from)
+			events, werr, err := a.d.State.Watch(wctx, from)
 			if err != nil {
 				a.log.Warn("watch failed, retrying", zap.Int64("from", from), zap.Error(err))
 				if errors.Is(err, controlplane.ErrCompacted) {
@@ -296,19 +302,22 @@ func (a *Agent) watch(ctx context.Context) (<-chan struct{}, func()) {
 				backoff = min(backoff*2, 5*time.Second)
 				continue
 			}
-			for ev := range w.C {
+			backoff = 100 * time.Millisecond
+			for ev := range events {
 				if !a.relevant(ev) {
 					continue
 				}
 				if o := a.d.Observer; o != nil {
-					o.SetWatchLag(a.d.Store.Revision() - ev.Revision)
+					if head, err := a.d.State.Revision(wctx); err == nil {
+						o.SetWatchLag(head - ev.Revision)
+					}
 				}
 				select {
 				case out <- struct{}{}:
 				default: // a reconcile is already pending
 				}
 			}
-			if err := w.Err(); err != nil && wctx.Err() == nil {
+			if err := werr(); err != nil && wctx.Err() == nil {
 				a.log.Warn("watch ended", zap.Error(err))
 				return
 			}
@@ -401,7 +410,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	}
 	ag := controlplane.Agent{AgentType: controlplane.AgentTypeOVS, Binary: "offlane-agent", Host: a.cfg.Host,
 		Topic: "N/A", Configurations: conf}
-	if err := controlplane.Heartbeat(ctx, a.d.Store, ag, time.Now()); err != nil {
+	if err := a.d.State.Heartbeat(ctx, ag); err != nil {
 		a.log.Warn("heartbeat failed", zap.Error(err))
 	}
 }

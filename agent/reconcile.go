@@ -50,7 +50,7 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ReconcileTimeout)
 	defer cancel()
-	st, err := controlplane.LoadState(ctx, a.d.Store)
+	st, err := a.d.State.Load(ctx)
 	if err != nil {
 		return err
 	}
@@ -276,7 +276,7 @@ func (a *Agent) writeBindings(ctx context.Context, st *controlplane.State, plan 
 		}
 		v := portView{port: p, plan: plan.Port(p.ID), status: byIface[p.ID]}
 		v.flowsIn = v.plan != nil && !unbound[p.ID]
-		wrote, err := controlplane.SetPortBinding(ctx, a.d.Store, a.cfg.Host, p.ID, a.binding(v))
+		wrote, err := a.d.State.SetPortBinding(ctx, a.cfg.Host, p.ID, a.binding(v))
 		if err != nil && !errors.Is(err, controlplane.ErrNotFound) {
 			errs = append(errs, err)
 		}

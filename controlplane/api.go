@@ -147,6 +147,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if s.serveAgentRPC(w, r, c, segs[1:]) {
+		return
+	}
 	rq := &request{s: s, c: c, http: r, now: time.Now().UTC().Format("2006-01-02T15:04:05Z")}
 	status, body, err := s.dispatch(rq, segs[1:])
 	if err != nil {

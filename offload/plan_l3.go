@@ -199,6 +199,14 @@ func planL3(p *Port, ir *IR, idx *l3Index, l2 l2Choice, node *hwdetect.Node, lay
 	default:
 		nd = Decision{nat, b, fmt.Sprintf("SNAT to %s (router %s gateway on %s)", r.Gateway.SNATAddr(), r.ID, r.Gateway.NetworkID)}
 	}
+	if l2.Backend == BackendTC && nd.Backend != BackendNone && l2.nic != nil {
+		// a direct port: tc ct + nat on the representor when the NIC offloads conntrack
+		if ct := l2.nic.Capabilities.CTOffload; ct.Level == hwdetect.LevelHW {
+			nd.Backend, nd.Reason = BackendTC, nd.Reason+fmt.Sprintf("; tc ct + nat on the representor (conntrack offloaded by %s)", l2.nic.Name)
+		} else {
+			nd.Reason += fmt.Sprintf("; stays in router %s's %s backend: ct offload not supported by %s (%s)", r.ID, b, l2.nic.Name, levelWhy(ct))
+		}
+	}
 	return []Decision{routing, nd}
 }
 

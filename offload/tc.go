@@ -76,6 +76,11 @@ type TCMatch struct {
 	EncDstPort uint16     `json:"enc_dst_port,omitempty"`
 	// DstIP is an IPv4 destination prefix; needs Proto TCProtoIPv4.
 	DstIP netip.Prefix `json:"dst_ip,omitzero"`
+	// SrcIP is an IPv4 source prefix; needs Proto TCProtoIPv4.
+	SrcIP netip.Prefix `json:"src_ip,omitzero"`
+	// CTState is a conntrack state match in tc's syntax ("-trk", "+trk+new",
+	// "+trk+est"): the flags named are the mask (tc_nat.go).
+	CTState string `json:"ct_state,omitempty"`
 }
 
 // Multicast is the DstMAC/DstMACMask pair that matches broadcast and multicast frames.
@@ -119,6 +124,14 @@ type TCAction struct {
 	EthDst string `json:"eth_dst,omitempty"`
 	EthSrc string `json:"eth_src,omitempty"`
 	DSCP   uint8  `json:"dscp,omitempty"` // pedit_dscp
+	// ct (tc_nat.go): the conntrack zone, commit, and NAT: CTNAT "nat" restores an
+	// existing connection's NAT, "src"/"dst" sets up SNAT/DNAT to CTAddr on commit.
+	CTZone   uint16     `json:"ct_zone,omitempty"`
+	CTCommit bool       `json:"ct_commit,omitempty"`
+	CTNAT    string     `json:"ct_nat,omitempty"`
+	CTAddr   netip.Addr `json:"ct_addr,omitzero"`
+	// goto: the chain classification goes on in.
+	Chain uint32 `json:"chain,omitempty"`
 	// Continue ends the action with TC_ACT_UNSPEC (classification goes on with the next
 	// filter) instead of pipe: the police and DSCP rules that precede a port's L2 rules.
 	Continue bool `json:"continue,omitempty"`
@@ -252,6 +265,14 @@ func (r *TCRule) write(b *strings.Builder, full bool) {
 		b.WriteString(" dst_ip ")
 		b.WriteString(m.DstIP.String())
 	}
+	if m.SrcIP.IsValid() {
+		b.WriteString(" src_ip ")
+		b.WriteString(m.SrcIP.String())
+	}
+	if m.CTState != "" {
+		b.WriteString(" ct_state ")
+		b.WriteString(m.CTState)
+	}
 	if full && r.Flags != 0 {
 		b.WriteByte(' ')
 		b.WriteString(r.Flags.String())
@@ -281,7 +302,7 @@ func (r *TCRule) write(b *strings.Builder, full bool) {
 		case TCActDrop:
 			b.WriteString("gact drop")
 		default:
-			if !writeL3Action(b, &a) {
+			if !writeL3Action(b, &a) && !writeNATAction(b, &a) {
 				b.WriteString(a.Kind)
 			}
 		}
@@ -312,6 +333,9 @@ type TCLayout struct {
 	// VXLANDev is the external (collect_md) VXLAN device encap rules redirect to and
 	// decap rules sit on; "" means DefaultVXLANTC.
 	VXLANDev string
+	// NeighMACs are the MACs of external next hops (a router gateway's NextHop) as the
+	// node resolved them: tc SNAT / floating IP rules rewrite to them (tc_nat.go).
+	NeighMACs map[netip.Addr]string
 }
 
 // TCSkip is a tc port the compiler emitted no rules for, and why.
@@ -429,6 +453,10 @@ func CompileTC(ir *IR, plan *Plan, node *hwdetect.Node, lay TCLayout) (*TCResult
 	if l3 := compileTCL3(ir, all, lay, fallback); len(l3) > 0 {
 		perNet = append(perNet, l3)
 		total += len(l3)
+	}
+	if nat := compileTCNAT(ir, all, lay, fallback); len(nat) > 0 {
+		perNet = append(perNet, nat)
+		total += len(nat)
 	}
 	// one allocation for the result (appending network by network regrows a slice of
 	// large structs: most of the compiler's allocation at 10k ports)

@@ -13,7 +13,7 @@ import (
 
 // The tc compiler's QoS and routing part (issue 6's IR on tc ports): police for a
 // port's bandwidth limits, pedit + csum for DSCP marking and for east-west routing
-// (router MAC rewrite and TTL decrement), and the reasons NAT stays out of tc.
+// (router MAC rewrite and TTL decrement); SNAT and floating IPs are tc_nat.go's.
 //
 // QoS rules come before a representor's L2 rules and end with "continue", so the frame
 // goes on to the L2 rules once policed or marked:
@@ -111,12 +111,6 @@ func compileTCL3(ir *IR, all map[string]*tcPort, lay TCLayout, fb map[string][]s
 		byNet[all[id].p.NetworkID] = append(byNet[all[id].p.NetworkID], all[id])
 	}
 	out = append(out, compileTCRouting(ir, byNet, lay, fb)...)
-	nat := newTCNAT(ir)
-	for _, id := range ids {
-		if reason := nat.reason(all[id]); reason != "" {
-			fb[id] = append(fb[id], reason)
-		}
-	}
 	return out
 }
 
@@ -360,7 +354,8 @@ func (n *tcNAT) reason(tp *tcPort) string {
 	}
 	ct := tp.nic.Capabilities.CTOffload
 	if ct.Level == hwdetect.LevelHW {
-		return fmt.Sprintf("nat: %s not compiled to tc (ct + nat offload is possible on %s, not implemented): frames to the router's MAC leave by the uplink, NAT runs in router %s's backend", what, tp.nic.Name, rid)
+		// tc_nat.go compiles it, or says why not
+		return fmt.Sprintf("nat: %s of router %s: ct + nat in tc on %s", what, rid, tp.nic.Name)
 	}
 	drv := tp.nic.Driver
 	if drv == "" {

@@ -3,8 +3,10 @@ package sriov
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -271,4 +273,51 @@ func BenchmarkTCCompile10kPorts(b *testing.B) {
 		rules = len(res.Rules)
 	}
 	b.ReportMetric(float64(rules)*float64(b.N)/b.Elapsed().Seconds(), "rules/s")
+}
+
+// BenchmarkTCCompileEncodeNATx10kPorts is BenchmarkTCCompileEncodeL3x10kPorts with
+// every router's SNAT on a flat external network and a floating IP on every tenth port,
+// on a NIC that offloads conntrack (tc_nat.go's ct rules for every port). Target ≥ 200k
+// rules/s.
+func BenchmarkTCCompileEncodeNATx10kPorts(b *testing.B) {
+	ir, plan, node, lay := benchTCL3(b)
+	for i := range node.NICs {
+		node.NICs[i].Capabilities.CTOffload = hwdetect.Capability{Level: hwdetect.LevelHW}
+	}
+	ir.Segments["ext"] = &offload.Segment{NetworkID: "ext", Type: offload.SegFlat, PhysicalNetwork: "physnet1", LocalVLAN: 4000, External: true}
+	nh := netip.MustParseAddr("198.18.0.1")
+	lay.NeighMACs = map[netip.Addr]string{nh: "02:00:00:00:00:01"}
+	k := 0
+	for _, id := range slices.Sorted(maps.Keys(ir.Routers)) {
+		k++
+		ir.Routers[id].Gateway = &offload.RouterGateway{PortID: "gw-" + id, NetworkID: "ext", MAC: fmt.Sprintf("fa:16:3e:ff:%02x:%02x", k>>8, k&0xff),
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(k >> 8), byte(k)})}, NextHop: nh, EnableSNAT: true}
+	}
+	ir.FloatingIPs = map[string]*offload.FloatingIP{}
+	for i := 0; i < 10000; i += 10 {
+		p := ir.Ports[fmt.Sprintf("port-%05d", i)]
+		n := i / 10
+		id := "fip-" + p.ID
+		ir.FloatingIPs[id] = &offload.FloatingIP{ID: id, RouterID: fmt.Sprintf("router-%04d", n/2), NetworkID: "ext",
+			FloatingIP: netip.AddrFrom4([4]byte{198, 19, byte(n >> 8), byte(n)}), PortID: p.ID, FixedIP: p.IPs[0], PortNetworkID: p.NetworkID,
+			MAC: fmt.Sprintf("fa:16:3e:fe:%02x:%02x", n>>8, n&0xff)}
+	}
+	for i := range plan.Ports {
+		pp := &plan.Ports[i]
+		pp.Decisions = append(slicesDeleteFeature(pp.Decisions, offload.FeatureNAT), offload.Decision{Feature: offload.FeatureNAT, Backend: offload.BackendTC})
+	}
+	res, err := offload.CompileTC(ir, plan, node, lay)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ct := 0
+	for i := range res.Rules {
+		if res.Rules[i].Match.CTState != "" {
+			ct++
+		}
+	}
+	if ct < 40000 {
+		b.Fatalf("%d ct rules, want ≥ 40,000 (4 per port)", ct)
+	}
+	benchCompileEncode(b, ir, plan, node, lay)
 }

@@ -111,7 +111,12 @@ func (g *NetlinkTC) decodeFilter(dev string, b []byte) (TCFilter, bool, error) {
 	if err != nil {
 		return f, false, err
 	}
+	var nk natKeys
 	for od.Next() {
+		if t := od.Type(); t == flowerKeyIPv4Src || t == flowerKeyIPv4SrcMask || t == flowerKeyCTState || t == flowerKeyCTStateMask {
+			nk.take(t, od.Bytes())
+			continue
+		}
 		switch od.Type() {
 		case flowerKeyEthDst:
 			r.Match.DstMAC = net.HardwareAddr(od.Bytes()).String()
@@ -161,6 +166,7 @@ func (g *NetlinkTC) decodeFilter(dev string, b []byte) (TCFilter, bool, error) {
 	if dstIP != nil {
 		r.Match.DstIP = ipv4Prefix(dstIP, dstMask)
 	}
+	nk.apply(&r.Match)
 	f.Rule = r
 	return f, true, nil
 }
@@ -228,7 +234,11 @@ func (g *NetlinkTC) decodeAction(ad *netlink.AttributeDecoder) (offload.TCAction
 	case "gact":
 		if u32(8) == actShot {
 			a = offload.TCAction{Kind: offload.TCActDrop}
+		} else if g, ok := decodeGoto(u32(8)); ok {
+			a = g
 		}
+	case "ct":
+		a = decodeCT(attrs)
 	case "police", "pedit", "csum":
 		attrs[actParms] = parms // police's rate table, csum's tm: not PARMS for them
 		if l3, ok := decodeL3Action(kind, attrs); ok {

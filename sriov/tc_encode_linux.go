@@ -218,6 +218,9 @@ func (e *tcEncoder) filter(r *offload.TCRule, seq uint32, ifindex func(string) (
 		e.attrBytes(flowerKeyIPv4Dst, ip[:])
 		e.attrBE32(flowerKeyIPv4DstMask, ^uint32(0)<<(32-m.DstIP.Bits()))
 	}
+	if err := e.natMatch(r); err != nil {
+		return err
+	}
 	acts := e.nest(flowerAct)
 	for i := range r.Actions {
 		if err := e.action(r, &r.Actions[i], uint16(i+1), ifindex); err != nil {
@@ -291,6 +294,11 @@ func (e *tcEncoder) action(r *offload.TCRule, a *offload.TCAction, n uint16, ifi
 	case offload.TCActPolice, offload.TCActPeditEth, offload.TCActPeditTTL, offload.TCActPeditDSCP, offload.TCActCsum:
 		var err error
 		if opts, err = e.l3Action(r, a); err != nil {
+			return err
+		}
+	case offload.TCActCT, offload.TCActGoto:
+		var err error
+		if opts, err = e.natAction(r, a); err != nil {
 			return err
 		}
 	default:

@@ -78,6 +78,18 @@ func extraRules() []offload.TCRule {
 			Actions: []offload.TCAction{{Kind: offload.TCActPeditEth, EthDst: "fa:16:3e:00:00:05", EthSrc: "fa:16:3e:00:00:f2"},
 				{Kind: offload.TCActPeditTTL}, {Kind: offload.TCActCsum}, {Kind: offload.TCActRedirect, Dev: "c"}},
 			Flags: offload.TCSkipHW, Origin: offload.Origin{Kind: offload.KindRouter, ID: "r"}},
+		// tc_nat.go's: src_ip and ct_state matches, ct (restore, commit + SNAT / DNAT), goto chain
+		{Dev: "a", Prio: 9, Proto: offload.TCProtoIPv4, Match: offload.TCMatch{DstMAC: "fa:16:3e:00:00:f1", SrcIP: netip.MustParsePrefix("10.0.0.1/32"), CTState: "-trk"},
+			Actions: []offload.TCAction{{Kind: offload.TCActCT, CTZone: 28076, CTNAT: "nat"}, {Kind: offload.TCActGoto, Chain: 28076}},
+			Flags:   offload.TCSkipHW, Origin: offload.Origin{Kind: offload.KindPort, ID: "n"}},
+		{Dev: "a", Chain: 28076, Prio: 1, Proto: offload.TCProtoIPv4, Match: offload.TCMatch{CTState: "+trk+new"},
+			Actions: []offload.TCAction{{Kind: offload.TCActCT, CTZone: 28076, CTCommit: true, CTNAT: "src", CTAddr: netip.MustParseAddr("203.0.113.2")},
+				{Kind: offload.TCActPeditEth, EthDst: "02:00:00:00:00:01", EthSrc: "fa:16:3e:00:00:e1"}, {Kind: offload.TCActRedirect, Dev: "c"}},
+			Flags: offload.TCSkipSW, Origin: offload.Origin{Kind: offload.KindPort, ID: "n"}},
+		{Dev: "c", Chain: 7, Prio: 1, Proto: offload.TCProtoIPv4, Match: offload.TCMatch{DstIP: netip.MustParsePrefix("203.0.113.9/32"), CTState: "+trk+new"},
+			Actions: []offload.TCAction{{Kind: offload.TCActCT, CTZone: 7, CTCommit: true, CTNAT: "dst", CTAddr: netip.MustParseAddr("10.0.0.2")},
+				{Kind: offload.TCActCT, CTCommit: true}, {Kind: offload.TCActRedirect, Dev: "a"}},
+			Flags: offload.TCSkipHW, Origin: offload.Origin{Kind: offload.KindFloatingIP, ID: "f"}},
 	}
 	for i := range rs {
 		rs[i].Seal()
@@ -108,7 +120,7 @@ func TestTCOwnEncodeDecode(t *testing.T) {
 	}
 	for _, k := range []string{offload.TCActVLANPush, offload.TCActVLANPop, offload.TCActTunSet, offload.TCActTunUnset,
 		offload.TCActRedirect, offload.TCActMirror, offload.TCActDrop, offload.TCActPolice, offload.TCActPeditEth,
-		offload.TCActPeditTTL, offload.TCActPeditDSCP, offload.TCActCsum} {
+		offload.TCActPeditTTL, offload.TCActPeditDSCP, offload.TCActCsum, offload.TCActCT, offload.TCActGoto} {
 		if !kinds[k] {
 			t.Errorf("no rule with action %s in the round trip", k)
 		}
@@ -153,6 +165,16 @@ func TestTCOwnEncodeErrors(t *testing.T) {
 		}, "pedit eth dst"},
 		{"police 0", func(r *offload.TCRule) { r.Actions = []offload.TCAction{{Kind: offload.TCActPolice}} }, "police with rate 0"},
 		{"dst_ip proto", func(r *offload.TCRule) { r.Match.DstIP = netip.MustParsePrefix("10.0.0.1/32") }, "dst_ip 10.0.0.1/32: only IPv4, under protocol ip"},
+		{"src_ip proto", func(r *offload.TCRule) { r.Match.SrcIP = netip.MustParsePrefix("10.0.0.1/32") }, "src_ip 10.0.0.1/32: only IPv4, under protocol ip"},
+		{"ct_state", func(r *offload.TCRule) { r.Match.CTState = "+tracked" }, `ct_state "+tracked": unknown flag`},
+		{"ct nat addr", func(r *offload.TCRule) {
+			r.Actions = []offload.TCAction{{Kind: offload.TCActCT, CTCommit: true, CTNAT: "src"}}
+		}, "ct nat src addr invalid IP: want an IPv4 address"},
+		{"ct nat commit", func(r *offload.TCRule) {
+			r.Actions = []offload.TCAction{{Kind: offload.TCActCT, CTNAT: "dst", CTAddr: netip.MustParseAddr("10.0.0.2")}}
+		}, "ct nat dst needs commit"},
+		{"ct nat kind", func(r *offload.TCRule) { r.Actions = []offload.TCAction{{Kind: offload.TCActCT, CTNAT: "masq"}} }, `ct nat "masq"`},
+		{"goto 0", func(r *offload.TCRule) { r.Actions = []offload.TCAction{{Kind: offload.TCActGoto}} }, "goto chain 0"},
 	}
 	for _, c := range cases {
 		r := base

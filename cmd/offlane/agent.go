@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/offlane/offlane/agent"
 	"github.com/offlane/offlane/agent/metrics"
-	"github.com/offlane/offlane/controlplane"
 	"github.com/offlane/offlane/hwdetect"
 	"github.com/offlane/offlane/kernel"
 	"github.com/offlane/offlane/kernel/dhcp"
@@ -25,9 +25,10 @@ import (
 	"github.com/offlane/offlane/ovsdpdk"
 )
 
-// agentFlags are the node agent's flags (`offlane serve --agent`).
+// agentFlags are the node agent's flags (`offlane serve --agent` and `offlane agent`).
 type agentFlags struct {
 	g          *globalOptions
+	standalone bool // `offlane agent`: no --agent flag, the agent always runs
 	enabled    bool
 	nodeConfig string
 	host       string
@@ -47,17 +48,25 @@ type agentRuntime struct {
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
-	fs.BoolVar(&f.enabled, "agent", false, "also run this node's agent in the same process (all-in-one): it programs OVS from the store")
-	fs.StringVar(&f.nodeConfig, "node-config", "", "with --agent: the node config (the YAML `offlane node apply` takes); the agent applies it too")
-	fs.StringVar(&f.host, "host", "", "with --agent: this node's binding:host_id (default: the machine's hostname)")
-	fs.StringVar(&f.stateDir, "state-dir", "", "with --agent: where the agent keeps its state (default: --data)")
-	fs.StringVar(&f.l3Backend, "l3-backend", "auto", "with --agent: where routers run: openflow (in the pipeline), nftables (qrouter namespaces) or auto")
-	fs.StringVar(&f.planFile, "plan-file", defaultNodePlan, "with --agent: where to save the node plan `offlane explain` reads")
-	fs.StringVar(&f.ovsNetns, "ovs-netns", "", "with --agent: the network namespace ovs-vswitchd runs in (\"\" = this one); router and DHCP ports are created there")
-	fs.StringVar(&f.metrics, "metrics-listen", "", "with --agent: serve Prometheus /metrics, /healthz and /readyz on this address:port (e.g. 127.0.0.1:9477)")
+	with, stateDefault := "with --agent: ", "--data"
+	if f.standalone {
+		with, stateDefault = "", defaultAgentStateDir
+	} else {
+		fs.BoolVar(&f.enabled, "agent", false, "also run this node's agent in the same process (all-in-one): it programs OVS from the store")
+	}
+	fs.StringVar(&f.nodeConfig, "node-config", "", with+"the node config (the YAML `offlane node apply` takes); the agent applies it too")
+	fs.StringVar(&f.host, "host", "", with+"this node's binding:host_id (default: the machine's hostname)")
+	fs.StringVar(&f.stateDir, "state-dir", "", with+"where the agent keeps its state (default: "+stateDefault+")")
+	fs.StringVar(&f.l3Backend, "l3-backend", "auto", with+"where routers run: openflow (in the pipeline), nftables (qrouter namespaces) or auto")
+	fs.StringVar(&f.planFile, "plan-file", defaultNodePlan, with+"where to save the node plan `offlane explain` reads")
+	fs.StringVar(&f.ovsNetns, "ovs-netns", "", with+"the network namespace ovs-vswitchd runs in (\"\" = this one); router and DHCP ports are created there")
+	fs.StringVar(&f.metrics, "metrics-listen", "", with+"serve Prometheus /metrics, /healthz and /readyz on this address:port (e.g. 127.0.0.1:9477)")
 }
 
 func (f *agentFlags) validate(dataDir string) error {
+	if f.standalone {
+		f.enabled = true
+	}
 	if !f.enabled {
 		if f.nodeConfig != "" || f.host != "" || f.stateDir != "" || f.metrics != "" {
 			return usageErrorf("--node-config, --host, --state-dir and --metrics-listen are agent flags: add --agent")
@@ -65,7 +74,7 @@ func (f *agentFlags) validate(dataDir string) error {
 		return nil
 	}
 	if f.nodeConfig == "" {
-		return usageErrorf("--agent needs --node-config FILE (the node config `offlane node apply` takes)")
+		return usageErrorf("the agent needs --node-config FILE (the node config `offlane node apply` takes)")
 	}
 	switch f.l3Backend {
 	case "auto", "openflow", "nftables":
@@ -90,9 +99,9 @@ func (f *agentFlags) validate(dataDir string) error {
 	return nil
 }
 
-// startAgent builds the agent on st and returns it with a function that runs it until
-// ctx ends, and one that releases its connections.
-func (f *agentFlags) startAgent(ctx context.Context, st controlplane.Store, log *zap.Logger) (*agentRuntime, error) {
+// startAgent builds the agent on st (the embedded store or a remote server) and returns
+// it with a function that runs it until ctx ends, and one that releases its connections.
+func (f *agentFlags) startAgent(ctx context.Context, st agent.DesiredState, log *zap.Logger) (*agentRuntime, error) {
 	no := &nodeOptions{g: f.g, config: f.nodeConfig, detect: detectHardware}
 	spec, err := no.load(ctx)
 	if err != nil {
@@ -162,7 +171,7 @@ func (f *agentFlags) startAgent(ctx context.Context, st controlplane.Store, log 
 	}
 	ag, err = agent.New(agent.Config{Host: f.host, Layout: ovsdpdk.NodeLayout(spec), TunnelIP: tunnel, StateDir: f.stateDir, L3Backend: f.l3Backend},
 		agent.Deps{
-			Store: st, OVS: client, Ports: ports, Stages: []agent.Stage{agent.RouterStage{Routers: routers, Host: f.host}, agent.DHCPStage{Manager: dhcpMgr}},
+			State: st, OVS: client, Ports: ports, Stages: []agent.Stage{agent.RouterStage{Routers: routers, Host: f.host}, agent.DHCPStage{Manager: dhcpMgr}},
 			Flows: ovsdpdk.NewFlows(of, ovsdpdk.FlowsOptions{Logger: log.Named("flows")}), OpenFlow: of,
 			Meters: ovsdpdk.NewMeters(of, log.Named("meters")), QoS: ovsdpdk.NewQoS(client, log.Named("qos")),
 			ProbeNeighbours: func(ctx context.Context, p []offload.NeighbourProbe) error {
@@ -193,4 +202,20 @@ func (f *agentFlags) startAgent(ctx context.Context, st controlplane.Store, log 
 		rt.metrics = m.Handler()
 	}
 	return rt, nil
+}
+
+// serveMetrics starts the agent's /metrics, /healthz and /readyz listener when
+// --metrics-listen was given; the returned function stops it.
+func (f *agentFlags) serveMetrics(rt *agentRuntime, log *zap.Logger) (func(), error) {
+	if rt.metrics == nil {
+		return func() {}, nil
+	}
+	mln, err := net.Listen("tcp", f.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %s: %w", f.metrics, err)
+	}
+	ms := &http.Server{Handler: rt.metrics, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)}
+	go func() { _ = ms.Serve(mln) }()
+	fmt.Fprintf(f.g.stdout, "offlane: metrics on http://%s/metrics (and /healthz, /readyz)\n", mln.Addr())
+	return func() { _ = ms.Close() }, nil
 }

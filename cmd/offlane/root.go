@@ -61,6 +61,7 @@ func newRootCmd(g *globalOptions) *cobra.Command {
 		newDetectCmd(g),
 		newNodeCmd(g),
 		newServeCmd(g),
+		newAgentCmd(g),
 		newSriovCmd(g),
 		newExplainCmd(g),
 	)

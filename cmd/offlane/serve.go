@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/offlane/offlane/agent"
 	"github.com/offlane/offlane/controlplane"
 )
 
@@ -127,7 +128,7 @@ func (o *serveOptions) run(parent context.Context) error {
 	if o.agent.enabled {
 		agentDone = make(chan error, 1)
 		actx, cancelAgent := context.WithCancel(ctx)
-		rt, err := o.agent.startAgent(actx, srv.Store(), o.g.logger())
+		rt, err := o.agent.startAgent(actx, agent.StoreState{Store: srv.Store()}, o.g.logger())
 		if err != nil {
 			cancelAgent()
 			return err
@@ -135,22 +136,20 @@ func (o *serveOptions) run(parent context.Context) error {
 		defer func() { cancelAgent(); <-agentDone; rt.close() }()
 		go func() { agentDone <- rt.run(actx) }()
 		fmt.Fprintf(o.g.stdout, "offlane: agent for host %s programs OVS from %s\n", o.agent.host, o.agent.nodeConfig)
-		if rt.metrics != nil {
-			mln, err := net.Listen("tcp", o.agent.metrics)
-			if err != nil {
-				return fmt.Errorf("--metrics-listen %s: %w", o.agent.metrics, err)
-			}
-			ms := &http.Server{Handler: rt.metrics, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)}
-			go func() { _ = ms.Serve(mln) }()
-			defer ms.Close()
-			fmt.Fprintf(o.g.stdout, "offlane: metrics on http://%s/metrics (and /healthz, /readyz)\n", mln.Addr())
+		stopMetrics, err := o.agent.serveMetrics(rt, log)
+		if err != nil {
+			return err
 		}
+		defer stopMetrics()
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)}
+	// Requests live in ctx: a stop ends the agents' watch streams, so Shutdown need not
+	// wait for them.
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log),
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	scheme := "http"
 	if o.tlsCert != "" {
 		scheme = "https"
