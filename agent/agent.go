@@ -387,6 +387,11 @@ func (a *Agent) pipelineLost(ctx context.Context) bool {
 	if a.layout.IntegrationBridge == "" {
 		return false
 	}
+	if !a.d.OVS.Connected() {
+		// OVSDB is gone, and ovs-vswitchd stops answering OpenFlow without it: report it
+		// now (the reconcile fails fast) rather than after an OpenFlow dump times out
+		return true
+	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	fl, err := a.d.OpenFlow.DumpFlows(pctx, a.layout.IntegrationBridge, offload.CookieFor(offload.KindNode, offload.PipelineOriginID), ^uint64(0), false)

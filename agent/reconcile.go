@@ -276,7 +276,11 @@ func (a *Agent) writeBindings(ctx context.Context, st *controlplane.State, plan 
 		}
 		v := portView{port: p, plan: plan.Port(p.ID), status: byIface[p.ID]}
 		v.flowsIn = v.plan != nil && !unbound[p.ID]
-		wrote, err := a.d.State.SetPortBinding(ctx, a.cfg.Host, p.ID, a.binding(v))
+		b := a.binding(v)
+		if controlplane.BindingHolds(p, b) {
+			continue // what the store has: no write, no transaction
+		}
+		wrote, err := a.d.State.SetPortBinding(ctx, a.cfg.Host, p.ID, b)
 		if err != nil && !errors.Is(err, controlplane.ErrNotFound) {
 			errs = append(errs, err)
 		}

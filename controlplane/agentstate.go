@@ -119,13 +119,8 @@ func SetPortBinding(ctx context.Context, st Store, host, id string, b PortBindin
 		if p.HostID != host {
 			return nil
 		}
-		details := b.VIFDetails
-		if details == nil {
-			details = map[string]any{}
-		}
-		// compare as JSON values (a stored map decodes numbers as float64)
-		var want map[string]any
-		if err := roundTrip(details, &want); err != nil {
+		want, err := normDetails(b.VIFDetails)
+		if err != nil {
 			return err
 		}
 		if p.Status == b.Status && p.VIFType == b.VIFType && reflect.DeepEqual(p.VIFDetails, want) {
@@ -140,6 +135,29 @@ func SetPortBinding(ctx context.Context, st Store, host, id string, b PortBindin
 		return false, fmt.Errorf("port %s: set binding: %w", id, err)
 	}
 	return wrote, nil
+}
+
+// BindingHolds reports whether port p (as read from the store) already carries binding
+// b, so an agent can skip the write (and its transaction) for ports that did not change.
+func BindingHolds(p *Port, b PortBinding) bool {
+	want, err := normDetails(b.VIFDetails)
+	return err == nil && p.Status == b.Status && p.VIFType == b.VIFType && reflect.DeepEqual(p.VIFDetails, want)
+}
+
+// normDetails makes vif_details comparable with a stored port's: as JSON values (a stored
+// map decodes numbers as float64), never nil.
+func normDetails(details map[string]any) (map[string]any, error) {
+	if details == nil {
+		details = map[string]any{}
+	}
+	var want map[string]any
+	if err := roundTrip(details, &want); err != nil {
+		return nil, err
+	}
+	if want == nil {
+		want = map[string]any{}
+	}
+	return want, nil
 }
 
 func roundTrip(v any, dst any) error {

@@ -47,6 +47,15 @@ func TestAgentStateBindingAndHeartbeat(t *testing.T) {
 	if p1.Status != "ACTIVE" || p1.VIFType != "ovs" || p1.VIFDetails["mtu"] != float64(1450) || p1.RevisionNumber != 1 {
 		t.Fatalf("stored port: %+v", p1)
 	}
+	// What an agent checks before writing: the stored port holds the binding it wrote,
+	// and not one that differs in status or details.
+	if !controlplane.BindingHolds(&p1, want) {
+		t.Error("BindingHolds: the stored port does not hold the binding just written")
+	}
+	if controlplane.BindingHolds(&p1, controlplane.PortBinding{Status: "DOWN", VIFType: "ovs", VIFDetails: want.VIFDetails}) ||
+		controlplane.BindingHolds(&p1, controlplane.PortBinding{Status: "ACTIVE", VIFType: "ovs", VIFDetails: map[string]any{"mtu": 1500}}) {
+		t.Error("BindingHolds: a different binding is held")
+	}
 
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	a := controlplane.Agent{Host: "node1", AgentType: controlplane.AgentTypeOVS, Configurations: map[string]any{"tunneling_ip": "192.0.2.1"}}
