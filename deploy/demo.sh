@@ -91,7 +91,9 @@ VSWITCHD=/usr/lib/openvswitch-switch/ovs-vswitchd
 DPDK=off
 hugefree() { awk '/HugePages_Free/ {print $2}' /proc/meminfo; }
 if [ "${DEMO_DPDK:-auto}" != off ] && [ -x /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk ] && command -v dpdk-testpmd >/dev/null; then
-	exec 9>/run/lock/offlane-lab-dpdk.lock && flock 9
+	lock=/run/lock/offlane-lab-dpdk.lock
+	[ -d /run/lock ] || lock=${TMPDIR:-/tmp}/offlane-lab-dpdk.lock # where test/lab takes it too
+	exec 9>"$lock" && flock 9
 	if [ "$(hugefree)" -lt 512 ]; then
 		cat /proc/sys/vm/nr_hugepages >"$DIR/nr_hugepages"
 		echo $(($(cat /proc/sys/vm/nr_hugepages) + 512 - $(hugefree))) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
