@@ -127,12 +127,10 @@ func TestLabAgentCommand(t *testing.T) {
 		t.Fatalf("br-exists: %q", out)
 	}
 
-	// the server stops cleanly (not after Shutdown's 15 s timeout) with the watch open
-	start := time.Now()
+	// The server stops cleanly with the agent's watch open: stop requires exit 0 and
+	// "offlane: stopped", which a watch holding Shutdown past its 15 s deadline turns into
+	// exit 1 ("shutdown: context deadline exceeded").
 	srv.stop(t, syscall.SIGTERM)
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("serve took %v to stop with an agent watching", d)
-	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
