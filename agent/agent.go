@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -338,7 +339,7 @@ func (a *Agent) relevant(ev controlplane.Event) bool {
 		return true
 	}
 	var ag controlplane.Agent
-	if err := jsonUnmarshal(ev.Value, &ag); err != nil {
+	if err := json.Unmarshal(ev.Value, &ag); err != nil {
 		return true
 	}
 	if ag.Host == a.cfg.Host {

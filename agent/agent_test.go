@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -93,7 +94,7 @@ func TestVTEPsAndRelevance(t *testing.T) {
 	}
 	a := &Agent{cfg: Config{Host: "me"}, vteps: v, last: Result{IR: &offload.IR{}}}
 	enc := func(x controlplane.Agent) []byte {
-		b, _ := jsonMarshal(x)
+		b, _ := json.Marshal(x)
 		return b
 	}
 	for _, c := range []struct {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -17,10 +16,6 @@ import (
 	"github.com/offlane/offlane/offload"
 	"github.com/offlane/offlane/ovsdpdk"
 )
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // errOVSDBDown fails a reconcile up front while the OVSDB connection is down: every
 // step needs OVSDB, and ovs-vswitchd, which loses its database lock with it, stops
