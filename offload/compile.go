@@ -42,6 +42,10 @@ type Compiler struct {
 	origins map[uint64]*originRef
 	started bool
 	gen     uint64 // apply generation
+
+	// During an Update: what to compare (changes.go); scoped false compares everything.
+	ch     *Changes
+	scoped bool
 }
 
 type set = map[string]struct{}
@@ -246,6 +250,14 @@ func Compile(layout NodeLayout, ir *IR, plan *Plan, opts ...CompilerOption) (*Re
 // copied) until the next Update: don't change them in place (IR.Clone, Plan.With).
 // On error nothing changes.
 func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
+	return c.UpdateChanges(ir, plan, nil)
+}
+
+// UpdateChanges is Update for a caller that knows what changed since the last Update
+// (changes.go): only the objects and plan entries ch names are compared, so a small
+// change on a large node costs what it touches. ch nil compares everything, as Update.
+// The first Update of a Compiler always compiles everything.
+func (c *Compiler) UpdateChanges(ir *IR, plan *Plan, ch *Changes) (*Delta, error) {
 	if ir == nil {
 		return nil, errors.New("compile: nil IR")
 	}
@@ -259,6 +271,7 @@ func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
 	}
 	d := newDirty()
 	if !c.started {
+		ch = nil // everything is new
 		d.unit(unitKey{KindNode, nodeOriginID})
 		c.started = true
 		// about 18 flows per local port, 2 per address-set member: size the maps once
@@ -267,9 +280,15 @@ func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
 	}
 	old, oldPlan := c.ir, c.plan
 	c.ir, c.plan = ir, plan
+	scoped := ch != nil
+	if !scoped {
+		ch = &Changes{}
+	}
+	c.ch, c.scoped = ch, scoped
+	defer func() { c.ch, c.scoped = nil, false }()
 
 	modeCheck := set{}
-	diffMaps(old.Segments, ir.Segments, (*Segment).equal, func(id string, o, n *Segment) {
+	diffIn(scoped, ch.Segments, old.Segments, ir.Segments, (*Segment).equal, func(id string, o, n *Segment) {
 		d.unit(unitKey{KindNetwork, id})
 		for pid := range c.netAll[id] {
 			modeCheck[pid] = struct{}{}
@@ -279,7 +298,7 @@ func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
 			d.unit(unitKey{KindRemotePort, rid})
 		}
 	})
-	diffMaps(old.Ports, ir.Ports, (*Port).equal, func(id string, o, n *Port) {
+	diffIn(scoped, ch.Ports, old.Ports, ir.Ports, (*Port).equal, func(id string, o, n *Port) {
 		modeCheck[id] = struct{}{}
 		d.unit(unitKey{KindPort, id})
 		if o != nil {
@@ -290,14 +309,18 @@ func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
 		}
 	})
 	if plan != oldPlan {
-		planChanges(oldPlan, plan, func(id string) { modeCheck[id] = struct{}{} })
+		if scoped {
+			planPortsIn(ch.PlanPorts, oldPlan, plan, func(id string) { modeCheck[id] = struct{}{} })
+		} else {
+			planChanges(oldPlan, plan, func(id string) { modeCheck[id] = struct{}{} })
+		}
 	}
 	c.qosUpdate(old, modeCheck, d) // units_qos.go
 	sgUse := set{}
 	for id := range modeCheck {
 		c.reindexPort(id, d, sgUse)
 	}
-	diffMaps(old.RemotePorts, ir.RemotePorts, (*RemotePort).equal, func(id string, o, n *RemotePort) {
+	diffIn(scoped, ch.RemotePorts, old.RemotePorts, ir.RemotePorts, (*RemotePort).equal, func(id string, o, n *RemotePort) {
 		d.unit(unitKey{KindRemotePort, id})
 		if o != nil {
 			setDel(c.netRemotes, o.NetworkID, id)
@@ -308,11 +331,11 @@ func (c *Compiler) Update(ir *IR, plan *Plan) (*Delta, error) {
 			d.unit(unitKey{KindNetwork, n.NetworkID})
 		}
 	})
-	diffMaps(old.SecurityGroups, ir.SecurityGroups, (*SecurityGroup).equal, func(id string, o, n *SecurityGroup) {
+	diffIn(scoped, ch.SecurityGroups, old.SecurityGroups, ir.SecurityGroups, (*SecurityGroup).equal, func(id string, o, n *SecurityGroup) {
 		sgUse[id] = struct{}{}
 		d.unit(unitKey{KindSecurityGroup, id})
 	})
-	diffMaps(old.Members, ir.Members, (*Member).equal, func(id string, o, n *Member) {
+	diffIn(scoped, ch.Members, old.Members, ir.Members, (*Member).equal, func(id string, o, n *Member) {
 		d.unit(unitKey{KindAddress, id})
 		if o != nil {
 			for _, g := range o.Groups {

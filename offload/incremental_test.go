@@ -357,6 +357,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 		}
 		mirror := map[FlowKey]Flow{}
 		var history []string
+		var prevPlan *Plan
 		for step := 0; step <= steps; step++ {
 			if step > 0 {
 				history = append(history, w.edit())
@@ -381,10 +382,25 @@ func TestIncrementalEqualsFull(t *testing.T) {
 					}
 				}
 			}
-			d, err := c.Update(ir, plan)
+			var d *Delta
+			if step > 0 && w.r.IntN(2) == 0 {
+				// The change-set path: only what DiffChanges names is compared, plus
+				// unchanged names (harmless by contract).
+				ch := DiffChanges(c.IR(), ir, prevPlan, plan)
+				for id := range ir.Ports {
+					if w.r.IntN(8) == 0 {
+						ch.Ports = append(ch.Ports, id)
+						ch.PlanPorts = append(ch.PlanPorts, id)
+					}
+				}
+				d, err = c.UpdateChanges(ir, plan, ch)
+			} else {
+				d, err = c.Update(ir, plan)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
+			prevPlan = plan
 			applyDelta(t, mirror, d)
 			full, err := Compile(testLayout(), ir, plan, WithFloodChunk(3))
 			if err != nil {

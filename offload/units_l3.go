@@ -57,11 +57,15 @@ func (c *Compiler) l3Update(old *IR, oldPlan *Plan, d *dirty) {
 		return // the common node without routers: nothing to index
 	}
 	dirtyR := set{}
-	diffMaps(old.Routers, ir.Routers, (*Router).equal, func(id string, _, _ *Router) { dirtyR[id] = struct{}{} })
+	diffIn(c.scoped, c.ch.Routers, old.Routers, ir.Routers, (*Router).equal, func(id string, _, _ *Router) { dirtyR[id] = struct{}{} })
 	if c.plan != oldPlan {
-		planRouterChanges(oldPlan, c.plan, func(id string) { dirtyR[id] = struct{}{} })
+		if c.scoped {
+			planRoutersIn(c.ch.PlanRouters, oldPlan, c.plan, func(id string) { dirtyR[id] = struct{}{} })
+		} else {
+			planRouterChanges(oldPlan, c.plan, func(id string) { dirtyR[id] = struct{}{} })
+		}
 	}
-	diffMaps(old.Segments, ir.Segments, (*Segment).equal, func(id string, _, _ *Segment) {
+	diffIn(c.scoped, c.ch.Segments, old.Segments, ir.Segments, (*Segment).equal, func(id string, _, _ *Segment) {
 		for r := range s.netRtrs[id] {
 			dirtyR[r] = struct{}{}
 		}
@@ -73,8 +77,8 @@ func (c *Compiler) l3Update(old *IR, oldPlan *Plan, d *dirty) {
 			d.unit(unitKey{kindL3Neigh, p})
 		}
 	})
-	diffMaps(old.Ports, ir.Ports, (*Port).equal, func(id string, _, _ *Port) { d.unit(unitKey{kindL3Neigh, id}) })
-	diffMaps(old.RemotePorts, ir.RemotePorts, (*RemotePort).equal, func(id string, o, n *RemotePort) {
+	diffIn(c.scoped, c.ch.Ports, old.Ports, ir.Ports, (*Port).equal, func(id string, _, _ *Port) { d.unit(unitKey{kindL3Neigh, id}) })
+	diffIn(c.scoped, c.ch.RemotePorts, old.RemotePorts, ir.RemotePorts, (*RemotePort).equal, func(id string, o, n *RemotePort) {
 		d.unit(unitKey{kindL3Neigh, id})
 		// The hosts of a router's networks route into them too (their tunnel ingress).
 		for _, rp := range []*RemotePort{o, n} {
@@ -85,7 +89,7 @@ func (c *Compiler) l3Update(old *IR, oldPlan *Plan, d *dirty) {
 			}
 		}
 	})
-	diffMaps(old.FloatingIPs, ir.FloatingIPs, (*FloatingIP).equal, func(id string, o, n *FloatingIP) {
+	diffIn(c.scoped, c.ch.FloatingIPs, old.FloatingIPs, ir.FloatingIPs, (*FloatingIP).equal, func(id string, o, n *FloatingIP) {
 		d.unit(unitKey{KindFloatingIP, id})
 		if o != nil {
 			setDel(s.fips, o.RouterID, id)

@@ -79,7 +79,7 @@ func (c *Compiler) qosUpdate(old *IR, modeCheck set, d *dirty) {
 			setAdd(q.policyPorts, n.QoSPolicyID, id)
 		}
 	}
-	diffMaps(old.QoSPolicies, c.ir.QoSPolicies, (*QoSPolicy).equal, func(id string, _, _ *QoSPolicy) {
+	diffIn(c.scoped, c.ch.QoSPolicies, old.QoSPolicies, c.ir.QoSPolicies, (*QoSPolicy).equal, func(id string, _, _ *QoSPolicy) {
 		for pid := range q.policyPorts[id] {
 			modeCheck[pid] = struct{}{}
 		}

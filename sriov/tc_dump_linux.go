@@ -131,13 +131,17 @@ func (g *NetlinkTC) decodeFilter(dev string, b []byte) (TCFilter, bool, error) {
 			r.Flags = offload.TCFlags(fl & clsFlagsMask)
 			f.InHW = fl&clsFlagsInHW != 0
 		case flowerKeyVlanID:
-			r.Match.VLANID = binary.NativeEndian.Uint16(od.Bytes()) // NLA_U16, host order
+			r.Match.VLANID = od.Uint16() // NLA_U16, host order; a wrong length is the decoder's error
 		case flowerKeyEncKeyID:
-			r.Match.EncKeyID = binary.BigEndian.Uint32(od.Bytes())
+			if b := od.Bytes(); len(b) == 4 {
+				r.Match.EncKeyID = binary.BigEndian.Uint32(b)
+			}
 		case flowerKeyEncIPv4Dst:
 			r.Match.EncDstIP, _ = netip.AddrFromSlice(od.Bytes())
 		case flowerKeyEncUDPDstPrt:
-			r.Match.EncDstPort = binary.BigEndian.Uint16(od.Bytes())
+			if b := od.Bytes(); len(b) == 2 {
+				r.Match.EncDstPort = binary.BigEndian.Uint16(b)
+			}
 		case flowerKeyIPv4Dst:
 			dstIP = od.Bytes()
 		case flowerKeyIPv4DstMask:
