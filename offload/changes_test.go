@@ -1,6 +1,7 @@
 package offload
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
 )
@@ -19,6 +20,15 @@ func TestUpdateChangesScope(t *testing.T) {
 	ch := DiffChanges(ir0, ir1, plan0, plan1)
 	if !slices.Equal(ch.FloatingIPs, []string{"fip1"}) || !slices.Equal(ch.PlanPorts, []string{"a2"}) || len(ch.Ports)+len(ch.Routers) != 0 {
 		t.Fatalf("DiffChanges = %+v, want floating IP fip1 and the plan of port a2", ch)
+	}
+
+	// the incremental planner finds the one port the floating IP's removal re-plans
+	inc := DiffChanges(ir0, ir1, nil, nil)
+	if got := PlanNodeChanges(ir0, plan0, ir1, inc, node, lay); mustJSON(t, got) != mustJSON(t, plan1) {
+		t.Fatalf("PlanNodeChanges differs from PlanNode:\n%s", lineDiff(mustJSON(t, plan1), mustJSON(t, got)))
+	}
+	if !slices.Equal(inc.PlanPorts, []string{"a2"}) {
+		t.Fatalf("PlanNodeChanges recorded plan changes %v, want [a2]", inc.PlanPorts)
 	}
 
 	update := func(ch *Changes) (*Compiler, *Delta) {
@@ -55,4 +65,13 @@ func TestUpdateChangesScope(t *testing.T) {
 	if got, want := flowText(c.Flows()), flowText(full.Flows); got != want {
 		t.Fatalf("scoped update differs from a full compile:\n%s", lineDiff(want, got))
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -358,6 +358,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 		mirror := map[FlowKey]Flow{}
 		var history []string
 		var prevPlan *Plan
+		var prevNode *hwdetect.Node
 		for step := 0; step <= steps; step++ {
 			if step > 0 {
 				history = append(history, w.edit())
@@ -387,6 +388,18 @@ func TestIncrementalEqualsFull(t *testing.T) {
 				// The change-set path: only what DiffChanges names is compared, plus
 				// unchanged names (harmless by contract).
 				ch := DiffChanges(c.IR(), ir, prevPlan, plan)
+				if w.node == prevNode {
+					// and the incremental planner: re-plan what the IR changes reach
+					inc := DiffChanges(c.IR(), ir, nil, nil)
+					incPlan := PlanNodeChanges(c.IR(), prevPlan, ir, inc, w.node, testLayout())
+					if a, b := mustJSON(t, incPlan), mustJSON(t, plan); a != b {
+						t.Fatalf("seed %d step %d: PlanNodeChanges differs from PlanNode after %q:\n%s", seed, step, history, lineDiff(b, a))
+					}
+					if !slices.Equal(inc.PlanPorts, ch.PlanPorts) || !slices.Equal(inc.PlanRouters, ch.PlanRouters) {
+						t.Fatalf("seed %d step %d: PlanNodeChanges recorded ports %v routers %v, the plans differ in %v %v", seed, step, inc.PlanPorts, inc.PlanRouters, ch.PlanPorts, ch.PlanRouters)
+					}
+					plan, ch = incPlan, inc
+				}
 				for id := range ir.Ports {
 					if w.r.IntN(8) == 0 {
 						ch.Ports = append(ch.Ports, id)
@@ -400,7 +413,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			prevPlan = plan
+			prevPlan, prevNode = plan, w.node
 			applyDelta(t, mirror, d)
 			full, err := Compile(testLayout(), ir, plan, WithFloodChunk(3))
 			if err != nil {
