@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -264,6 +265,34 @@ func (p *Plugger) Unplug(ctx context.Context, namespace, ifName, hostIfName stri
 // end goes with its peer); a missing namespace is not an error. Switch ports are the
 // caller's to detach (Unplug).
 func (p *Plugger) DeleteNamespace(name string) error { return nsDelete(name) }
+
+// Namespaces lists the named namespaces whose names start with prefix, sorted.
+func (p *Plugger) Namespaces(prefix string) ([]string, error) {
+	out, err := nsList(prefix)
+	sort.Strings(out)
+	return out, err
+}
+
+// Links lists the interfaces in namespace whose names start with prefix, sorted.
+func (p *Plugger) Links(namespace, prefix string) ([]string, error) {
+	h, _, closer, err := handleAt(namespace)
+	if err != nil {
+		return nil, err
+	}
+	defer closer()
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: list links: %w", namespace, err)
+	}
+	var out []string
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, prefix) {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
 
 func delLink(ns, name string) error {
 	h, _, closer, err := handleAt(ns)

@@ -13,6 +13,12 @@ func (p *Plugger) Unplug(context.Context, string, string, string) error { return
 // DeleteNamespace is Linux-only.
 func (p *Plugger) DeleteNamespace(string) error { return ErrNotSupported }
 
+// Namespaces is not supported off Linux.
+func (p *Plugger) Namespaces(string) ([]string, error) { return nil, ErrNotSupported }
+
+// Links is not supported off Linux.
+func (p *Plugger) Links(string, string) ([]string, error) { return nil, ErrNotSupported }
+
 // InNamespace is Linux-only.
 func InNamespace(string, func() error) error { return ErrNotSupported }
 

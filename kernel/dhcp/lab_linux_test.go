@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,7 +133,7 @@ func TestLabDHCPServer(t *testing.T) {
 	netID := "labnet-" + id
 	swNS, vmNS := "oldhcp-sw-"+id, "oldhcp-vm-"+id
 	t.Cleanup(func() {
-		for _, ns := range []string{swNS, vmNS, Namespace(netID)} {
+		for _, ns := range []string{swNS, vmNS, "ol" + id + "-qdhcp-" + netID} {
 			_ = exec.Command("ip", "netns", "del", ns).Run()
 		}
 	})
@@ -157,7 +159,10 @@ func TestLabDHCPServer(t *testing.T) {
 
 	core, logs := observer.New(zapcore.DebugLevel)
 	plugger := kernel.NewPlugger(kernel.PlugOptions{HostNamespace: swNS, Switch: &bridgeSwitch{ns: swNS, ports: map[string]ovsdpdk.Port{}}})
-	m, err := NewManager(ManagerOptions{Plumber: plugger, Logger: zap.New(core)})
+	// its own prefix: a default-prefix manager sweeps every qdhcp-<uuid> namespace it
+	// does not run, e.g. those of a demo on the same kernel
+	prefix := "ol" + id + "-qdhcp-"
+	m, err := NewManager(ManagerOptions{Plumber: plugger, Logger: zap.New(core), NamespacePrefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +175,7 @@ func TestLabDHCPServer(t *testing.T) {
 	if err := m.Reconcile(ctx, ir); err != nil {
 		t.Fatal(err)
 	}
-	ns := Namespace(netID)
+	ns := prefix + netID
 	tap := kernel.IfName(kernel.PrefixTap, dhcpPortID)
 	if l := run(t, "ip", "-n", ns, "-o", "addr", "show", "dev", tap); !strings.Contains(l, "inet 10.20.0.2/24") {
 		t.Fatalf("%s in %s: %s", tap, ns, l)
@@ -241,5 +246,86 @@ func TestLabDHCPServer(t *testing.T) {
 	}
 	if nsExists(ns) || len(m.Networks()) != 0 {
 		t.Fatalf("after removal: namespace %s exists=%v, servers %v", ns, nsExists(ns), m.Networks())
+	}
+}
+
+// TestLabDHCPStaleNamespaces: the namespaces a previous agent process left (its servers
+// died with it; a network was deleted while it was down) are swept by the next process's
+// first Reconcile: the DHCP interface is detached from the switch and the namespace
+// deleted, while the desired network's namespace is taken over. A namespace with the
+// prefix but not a network ID's shape, or holding a foreign interface, is left alone.
+func TestLabDHCPStaleNamespaces(t *testing.T) {
+	lab.Require(t, "ip")
+	id := randHex(3)
+	swNS, prefix := "oldhcp-sw-"+id, "ol"+id+"-qdhcp-"
+	keepNet, goneNet := "a"+id+"a-0000-4000-8000-000000000001", "b"+id+"b-0000-4000-8000-000000000002"
+	odd, foreign := prefix+"not-a-network", prefix+"c"+id+"c-0000-4000-8000-000000000003"
+	t.Cleanup(func() {
+		for _, ns := range []string{swNS, prefix + keepNet, prefix + goneNet, odd, foreign} {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	run(t, "ip", "netns", "add", swNS)
+	run(t, "ip", "-n", swNS, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "netns", "add", odd)
+	run(t, "ip", "netns", "add", foreign)
+	run(t, "ip", "-n", foreign, "link", "add", "other0", "type", "veth", "peer", "name", "other1")
+
+	ir := &offload.IR{Segments: map[string]*offload.Segment{}, Subnets: map[string]*offload.Subnet{}, DHCPPorts: map[string]*offload.DHCPPort{},
+		Ports: map[string]*offload.Port{}}
+	for i, n := range []string{keepNet, goneNet} {
+		sub := fmt.Sprintf("10.%d.0", 30+i)
+		ir.Segments[n] = &offload.Segment{NetworkID: n, Type: offload.SegVXLAN, SegmentationID: 80 + i, MTU: 1450}
+		ir.Subnets["s"+n] = &offload.Subnet{ID: "s" + n, NetworkID: n, CIDR: pfx(sub + ".0/24"), Gateway: a(sub + ".1"), EnableDHCP: true}
+		ir.DHCPPorts[n] = &offload.DHCPPort{PortID: fmt.Sprintf("dp%s-0000-4000-8000-00000000000%d", id, i), NetworkID: n,
+			MAC: fmt.Sprintf("fa:16:3e:%s:%s:%02x", id[0:2], id[2:4], i), IPs: []netip.Addr{a(sub + ".2")}}
+		ir.Ports["vm"+n] = &offload.Port{ID: "vm" + n, NetworkID: n, MAC: fmt.Sprintf("fa:16:3e:%s:%s:%02x", id[0:2], id[2:4], 0x10+i), IPs: []netip.Addr{a(sub + ".5")}}
+	}
+	sw := &bridgeSwitch{ns: swNS, ports: map[string]ovsdpdk.Port{}}
+	plugger := kernel.NewPlugger(kernel.PlugOptions{HostNamespace: swNS, Switch: sw})
+	newManager := func() *Manager {
+		m, err := NewManager(ManagerOptions{Plumber: plugger, Logger: lab.Logger(t), NamespacePrefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ctx := t.Context()
+	first := newManager()
+	if err := first.Reconcile(ctx, ir); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil { // the process ends: servers stop, namespaces stay
+		t.Fatal(err)
+	}
+	goneTap := kernel.IfName(kernel.PrefixTap, ir.DHCPPorts[goneNet].PortID)
+	if !nsExists(prefix+goneNet) || len(sw.ports) != 2 {
+		t.Fatalf("before the restart: namespace %v, switch ports %v", nsExists(prefix+goneNet), sw.ports)
+	}
+
+	// goneNet was deleted while no agent ran
+	ir2 := *ir
+	ir2.DHCPPorts = map[string]*offload.DHCPPort{keepNet: ir.DHCPPorts[keepNet]}
+	second := newManager()
+	t.Cleanup(func() { _ = second.Reconcile(context.Background(), &offload.IR{}) })
+	if err := second.Reconcile(ctx, &ir2); err != nil {
+		t.Fatal(err)
+	}
+	if nsExists(prefix + goneNet) {
+		t.Fatalf("stale namespace %s survived the sweep", prefix+goneNet)
+	}
+	if _, ok := sw.ports[goneTap]; ok {
+		t.Fatalf("stale DHCP port %s still on the switch: %v", goneTap, sw.ports)
+	}
+	if out, err := exec.Command("ip", "-n", swNS, "link", "show", goneTap).CombinedOutput(); err == nil {
+		t.Fatalf("the stale veth's host end %s is still there: %s", goneTap, out)
+	}
+	if !nsExists(prefix+keepNet) || !slices.Equal(second.Networks(), []string{keepNet}) {
+		t.Fatalf("the desired network's server: namespace %v, servers %v", nsExists(prefix+keepNet), second.Networks())
+	}
+	for _, ns := range []string{odd, foreign} {
+		if !nsExists(ns) {
+			t.Fatalf("%s is not a stale DHCP namespace and was deleted", ns)
+		}
 	}
 }

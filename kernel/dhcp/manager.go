@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,10 @@ type Plumber interface {
 	Unplug(ctx context.Context, namespace, ifName, hostIfName string) error
 	// DeleteNamespace deletes a namespace; a missing one is no error.
 	DeleteNamespace(name string) error
+	// Namespaces lists the namespaces whose names start with prefix.
+	Namespaces(prefix string) ([]string, error)
+	// Links lists the interfaces in a namespace whose names start with prefix.
+	Links(namespace, prefix string) ([]string, error)
 }
 
 // Instance is the desired DHCP server of one network on this node.
@@ -145,7 +150,92 @@ func (m *Manager) Reconcile(ctx context.Context, ir *offload.IR) error {
 			errs = append(errs, fmt.Errorf("dhcp for network %s: remove: %w", netID, err))
 		}
 	}
+	if err := m.pruneStale(ctx, want); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// pruneStale removes the DHCP namespaces no server of this process runs in and no
+// desired network needs: those of networks deleted while the agent was down (a previous
+// process's servers are gone with it, their namespaces and switch ports are not). Each
+// namespace's DHCP interfaces are detached from the switch first, then it is deleted.
+func (m *Manager) pruneStale(ctx context.Context, want map[string]Instance) error {
+	prefix := m.prefix()
+	nss, err := m.opts.Plumber.Namespaces(prefix)
+	if err != nil {
+		return fmt.Errorf("dhcp: list namespaces: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, in := range want {
+		keep[in.Plug.Namespace] = true
+	}
+	for _, cur := range m.running {
+		keep[cur.spec.Namespace] = true
+	}
+	var errs []error
+	for _, ns := range nss {
+		if keep[ns] || !isNetworkID(strings.TrimPrefix(ns, prefix)) {
+			continue // not one this manager names (e.g. another node's in a lab)
+		}
+		all, err := m.opts.Plumber.Links(ns, "")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("dhcp: stale namespace %s: %w", ns, err))
+			continue
+		}
+		var links []string
+		foreign := false
+		for _, l := range all {
+			switch {
+			case strings.HasPrefix(l, kernel.PrefixTap):
+				links = append(links, l)
+			case l != "lo":
+				foreign = true
+			}
+		}
+		if foreign {
+			m.log.Warn("namespace named like a DHCP namespace holds other interfaces: left alone", zap.String("namespace", ns), zap.Strings("interfaces", all))
+			continue
+		}
+		var uerr error
+		for _, l := range links {
+			uerr = errors.Join(uerr, m.opts.Plumber.Unplug(ctx, ns, l, l))
+		}
+		if err := errors.Join(uerr, m.opts.Plumber.DeleteNamespace(ns)); err != nil {
+			errs = append(errs, fmt.Errorf("dhcp: stale namespace %s: %w", ns, err))
+			continue
+		}
+		m.log.Info("stale dhcp namespace removed", zap.String("namespace", ns), zap.Strings("interfaces", links))
+	}
+	return errors.Join(errs...)
+}
+
+// isNetworkID reports whether s has the shape of the network IDs the API issues (a
+// UUID: 8-4-4-4-12 hex digits): the stale-namespace sweep touches only those.
+func isNetworkID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (m *Manager) prefix() string {
+	if m.opts.NamespacePrefix != "" {
+		return m.opts.NamespacePrefix
+	}
+	return NamespacePrefix
 }
 
 func (m *Manager) ensure(ctx context.Context, in Instance) error {
