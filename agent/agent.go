@@ -86,6 +86,8 @@ type Observer interface {
 	SetPlan(plan *offload.Plan)
 	SetNode(node *hwdetect.Node)
 	SetWatchLag(revisions int64)
+	ObserveError(kind string)
+	AddConntrackFlushes(n int)
 }
 
 // Result is one successful reconcile, for explain and tests.
@@ -120,6 +122,13 @@ type Deps struct {
 	// Detect returns the node's capabilities (hwdetect.Detect with the OVS prober).
 	Detect func(ctx context.Context) (*hwdetect.Node, error)
 	Stages []Stage
+	// Direct realises the ports of vnic type direct (SR-IOV VFs: tc rules, representors
+	// on OVS, legacy VF settings; agent/sriov.go); nil on a node without SR-IOV PFs.
+	Direct *DirectPorts
+	// Conntrack flushes the connections a security group change no longer allows
+	// (ovsdpdk.Unixctl, the one PMD statistics come from); optional (nil: established
+	// connections outlive the rule that allowed them until conntrack expires them).
+	Conntrack Conntrack
 	// OnReconciled is called after each successful reconcile (e.g. to save the node
 	// plan file `offlane explain` reads). Optional.
 	OnReconciled func(Result)
@@ -137,6 +146,8 @@ type Agent struct {
 	hw     *hwdetect.Node
 	layout offload.NodeLayout
 	comp   *offload.Compiler
+	inc    incremental // plan.go
+	ct     conntrackState
 
 	mu       sync.Mutex
 	last     Result
@@ -367,6 +378,9 @@ func (a *Agent) retry(ctx context.Context, what string, fn func() error) error {
 		err := fn()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, ErrRefused) {
+			return fmt.Errorf("agent: %s: %w", what, err) // credentials do not heal
 		}
 		a.log.Warn(what+" failed, retrying", zap.Duration("in", backoff), zap.Error(err))
 		if !sleep(ctx, backoff) {

@@ -83,5 +83,8 @@ func (a *Agent) binding(v portView) controlplane.PortBinding {
 	default:
 		b.Status = controlplane.PortStatusDown
 	}
+	if a.d.Direct != nil && isDirect(vnic) {
+		a.d.Direct.amend(v, &b) // agent/sriov.go
+	}
 	return b
 }

@@ -46,6 +46,10 @@ func NewHTTPState(base string, client *http.Client, token string) (*HTTPState, e
 }
 
 // httpError is a non-2xx answer, with the server's NeutronError message.
+// ErrRefused is the server refusing the agent's credentials (HTTP 401 or 403): retrying
+// cannot help, so the agent stops with it instead of backing off for ever.
+var ErrRefused = errors.New("the server refused the agent's token: the agent endpoints need an admin token (--token)")
+
 type httpError struct {
 	Method, Path string
 	Status       int
@@ -96,6 +100,8 @@ func (h *HTTPState) do(ctx context.Context, method, path string, body any) (*htt
 			return nil, fmt.Errorf("%w: %w", controlplane.ErrCompacted, he)
 		case http.StatusNotFound:
 			return nil, fmt.Errorf("%w: %w", controlplane.ErrNotFound, he)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return nil, fmt.Errorf("%w: %w", ErrRefused, he)
 		}
 		return nil, he
 	}

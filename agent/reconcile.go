@@ -43,8 +43,18 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	if !a.d.OVS.Connected() {
 		return errOVSDBDown
 	}
+	if full {
+		a.inc = incremental{} // plan.go: plan and compile from scratch
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ReconcileTimeout)
 	defer cancel()
+	ctx, stopWatch := a.abortOnOVSDBLoss(ctx)
+	defer stopWatch()
+	defer func() {
+		if err != nil && errors.Is(context.Cause(ctx), errOVSDBDown) {
+			err = fmt.Errorf("%w (aborted: %w)", errOVSDBDown, err)
+		}
+	}()
 	st, err := a.d.State.Load(ctx)
 	if err != nil {
 		return err
@@ -90,6 +100,18 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 			}
 		}
 	}
+	if d := a.d.Direct; d != nil {
+		changed, err := d.Realise(ctx, DirectInput{Layout: layout, IR: ir, Plan: plan, Node: a.hw})
+		if err != nil {
+			return fmt.Errorf("direct ports: %w", err)
+		}
+		if changed { // representors plugged or unplugged (OVS hw-offload)
+			if layout, ir, plan, err = a.build(ctx, snap, vteps); err != nil {
+				return err
+			}
+		}
+		d.Annotate(plan)
+	}
 
 	if a.comp == nil || !sameLayout(layout, a.layout) {
 		if a.comp, err = offload.NewCompiler(layout); err != nil {
@@ -97,7 +119,7 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 		}
 		full = true
 	}
-	delta, err := a.comp.Update(ir, plan)
+	delta, err := a.compile(ir, plan)
 	if err != nil {
 		return err
 	}
@@ -126,6 +148,10 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 			o.AddChanges(metrics.ChangeModify, len(delta.Modify))
 			o.AddChanges(metrics.ChangeDelete, len(delta.Delete))
 		}
+	}
+	if full || !delta.Empty() || len(a.ct.retry) > 0 {
+		// the new rules are in: cut what they no longer allow (conntrack.go)
+		a.flushConntrack(ctx, ir)
 	}
 
 	if a.d.Meters != nil {
@@ -177,6 +203,34 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	return nil
 }
 
+// abortOnOVSDBLoss returns ctx cancelled (cause errOVSDBDown) as soon as the OVSDB
+// client loses its connection: ovs-vswitchd stops answering OpenFlow without its
+// database, so an ovs-ofctl call in flight would otherwise hold the loop (and the
+// readiness report) until the reconcile timeout. What the reconcile applied so far is
+// whole (one bundle per bridge, one transaction per OVSDB change); the next one is full.
+func (a *Agent) abortOnOVSDBLoss(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if !a.d.OVS.Connected() {
+					cancel(errOVSDBDown)
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
+}
+
 // build reads the OVS layout and OpenFlow ports and derives the IR and the plan.
 func (a *Agent) build(ctx context.Context, snap offload.Snapshot, vteps map[string]netip.Addr) (offload.NodeLayout, *offload.IR, *offload.Plan, error) {
 	layout, ofports, err := a.d.OVS.FlowLayout(ctx)
@@ -194,7 +248,7 @@ func (a *Agent) build(ctx context.Context, snap offload.Snapshot, vteps map[stri
 	for _, w := range ir.Warnings {
 		a.log.Warn("build", zap.String("warning", w))
 	}
-	plan := offload.PlanNode(ir, a.hw, layout)
+	plan := a.planNode(ir, layout) // plan.go: incremental after a small change
 	return layout, ir, plan, nil
 }
 

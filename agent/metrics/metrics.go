@@ -52,6 +52,7 @@ type Metrics struct {
 	reconciles   *prometheus.CounterVec
 	errs         *prometheus.CounterVec
 	changes      *prometheus.CounterVec
+	ctFlushes    prometheus.Counter
 	watchLag     prometheus.Gauge
 	lastSync     prometheus.Gauge
 	ovsdbDur     prometheus.Histogram
@@ -93,6 +94,7 @@ const (
 	ErrorStore     = "store"
 	ErrorWatch     = "watch"
 	ErrorBinding   = "binding"
+	ErrorConntrack = "conntrack" // a conntrack flush after a security group change
 )
 
 // Kinded is an error that names its kind for offlane_errors_total{kind}.
@@ -138,6 +140,10 @@ func New(reg prometheus.Registerer, src Sources, opts Options) *Metrics {
 		Name: "offlane_changes_applied_total",
 		Help: "Changes the agent applied to the dataplane, by kind (add, modify, delete).",
 	}, []string{"kind"})
+	m.ctFlushes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "offlane_conntrack_flushes_total",
+		Help: "Conntrack flushes applied after security group changes: one per removed permission and port address, cutting the connections it had allowed (failures count in offlane_errors_total{kind=\"conntrack\"}).",
+	})
 	m.watchLag = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "offlane_watch_lag_revisions",
 		Help: "Store revisions the agent has not reconciled yet (the store's revision minus the last one applied).",
@@ -167,7 +173,7 @@ func New(reg prometheus.Registerer, src Sources, opts Options) *Metrics {
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	m.SetNode(opts.Node)
 
-	cs := []prometheus.Collector{m.reconcileDur, m.reconciles, m.errs, m.changes, m.watchLag, m.lastSync,
+	cs := []prometheus.Collector{m.reconcileDur, m.reconciles, m.errs, m.changes, m.ctFlushes, m.watchLag, m.lastSync,
 		m.ovsdbDur, m.bundleDur, build, &collector{m: m}}
 	if !opts.NoRuntimeCollectors {
 		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -213,6 +219,13 @@ func (m *Metrics) ObserveError(kind string) { m.errs.WithLabelValues(kind).Inc()
 func (m *Metrics) AddChanges(kind string, n int) {
 	if n > 0 {
 		m.changes.WithLabelValues(kind).Add(float64(n))
+	}
+}
+
+// AddConntrackFlushes counts n conntrack flushes applied.
+func (m *Metrics) AddConntrackFlushes(n int) {
+	if n > 0 {
+		m.ctFlushes.Add(float64(n))
 	}
 }
 

@@ -141,8 +141,9 @@ func (f *agentFlags) startAgent(ctx context.Context, st agent.DesiredState, log 
 		obs agent.Observer
 		m   *metrics.Metrics
 	)
+	// ovs-vswitchd's control socket: PMD and datapath statistics, conntrack flushes
+	appctl := ovsdpdk.NewUnixctl(ovsdpdk.UnixctlOptions{RunDir: runDir})
 	if f.metrics != "" {
-		appctl := ovsdpdk.NewUnixctl(ovsdpdk.UnixctlOptions{RunDir: runDir})
 		m = metrics.New(prometheus.NewRegistry(), metrics.SourceFuncs{
 			PortsFunc:          func() []metrics.PortInfo { return ag.MetricPorts() },
 			FlowCountsFunc:     func() []metrics.FlowCount { return ag.MetricFlowCounts() },
@@ -163,11 +164,24 @@ func (f *agentFlags) startAgent(ctx context.Context, st agent.DesiredState, log 
 		client.Close()
 		return nil, err
 	}
+	direct, closeDirect, err := directPorts(ctx, ports, log) // agent_sriov_linux.go
+	if err != nil {
+		_ = dhcpMgr.Close()
+		client.Close()
+		return nil, err
+	}
 	closeAll := func() {
 		if err := dhcpMgr.Close(); err != nil {
 			log.Warn("stop DHCP servers", zap.Error(err))
 		}
+		closeDirect()
 		client.Close()
+	}
+	detect := func(ctx context.Context) (*hwdetect.Node, error) {
+		return hwdetect.Detect(ctx, hwdetect.Options{OVS: ovsdpdk.NewProber(c.OVSDB), Logger: log.Named("detect")})
+	}
+	if direct != nil {
+		detect = agent.WithSRIOVInventory(detect, direct.SRIOV)
 	}
 	ag, err = agent.New(agent.Config{Host: f.host, Layout: ovsdpdk.NodeLayout(spec), TunnelIP: tunnel, StateDir: f.stateDir, L3Backend: f.l3Backend},
 		agent.Deps{
@@ -177,9 +191,9 @@ func (f *agentFlags) startAgent(ctx context.Context, st agent.DesiredState, log 
 			ProbeNeighbours: func(ctx context.Context, p []offload.NeighbourProbe) error {
 				return ovsdpdk.ProbeNeighbours(ctx, of, p)
 			},
-			Detect: func(ctx context.Context) (*hwdetect.Node, error) {
-				return hwdetect.Detect(ctx, hwdetect.Options{OVS: ovsdpdk.NewProber(c.OVSDB), Logger: log.Named("detect")})
-			},
+			Detect:    detect,
+			Direct:    direct,
+			Conntrack: appctl,
 			OnReconciled: func(r agent.Result) {
 				if planFile == "" {
 					return

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -148,4 +150,41 @@ func TestLabAgentCommand(t *testing.T) {
 	if err := cmd.Wait(); err != nil || !stopped {
 		t.Fatalf("agent after SIGTERM: exit %v, stopped line %v: %s", err, stopped, stderr.String())
 	}
+}
+
+// TestLabAgentCommandRefusedToken: `offlane agent` with a token the server refuses for
+// the agent endpoints (a project member's) exits 1 naming the fix, instead of retrying
+// for ever.
+func TestLabAgentCommandRefusedToken(t *testing.T) {
+	lab.RequireOVS(t)
+	o := lab.StartOVS(t, lab.Options{})
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte("tok-member: {project_id: p, roles: [member]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(node, []byte("ovsdb: "+o.Endpoint+"\ndatapath: netdev\nintegration_bridge: br-int\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--auth", "token", "--tokens", tokens)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a bound, not a measurement
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestServeHelperProcess$")
+	cmd.Env = append(os.Environ(), "OFFLANE_SERVE_HELPER=1", "OFFLANE_SERVE_ARGS="+strings.Join([]string{"agent",
+		"--url", srv.url, "--token", "tok-member", "--node-config", node, "--host", "nodey", "--ovs-netns", o.NS,
+		"--state-dir", filepath.Join(dir, "agent")}, "\x1f"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if ctx.Err() != nil || !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("agent with a member token: %v (want exit status 1 on its own); stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "admin token") || !strings.Contains(stderr.String(), "403") {
+		t.Fatalf("the agent's error does not name the refusal and the fix:\n%s", stderr.String())
+	}
+	t.Logf("agent: %s", stderr.String())
+	srv.stop(t, syscall.SIGTERM)
 }

@@ -223,7 +223,7 @@ func isNetworkID(s string) bool {
 				return false
 			}
 		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
 				return false
 			}
 		}
