@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/offlane/offlane/controlplane"
@@ -349,6 +350,13 @@ func TestIncrementalEqualsFull(t *testing.T) {
 	if testing.Short() {
 		seeds = 10
 	}
+	v6 := map[string]int{} // IPv6 L3 flows the random world reached (l3_test.go's dual-stack routers)
+	defer func() {
+		t.Logf("IPv6 L3 flows compiled along the way: %v", v6)
+		if !t.Failed() && (v6["nd"] == 0 || v6["route"] == 0 || v6["neigh"] == 0) {
+			t.Errorf("the random world compiled no IPv6 ND responder, route or next hop: %v", v6)
+		}
+	}()
 	for seed := 0; seed < seeds; seed++ {
 		w := newWorld(uint64(seed))
 		c, err := NewCompiler(testLayout(), WithFloodChunk(3))
@@ -418,6 +426,16 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			full, err := Compile(testLayout(), ir, plan, WithFloodChunk(3))
 			if err != nil {
 				t.Fatal(err)
+			}
+			for _, f := range full.Flows {
+				switch {
+				case f.Table == TableL3NA && f.Priority > 0:
+					v6["nd"]++
+				case f.Table == TableL3Route && strings.Contains(f.Actions, "XXREG"):
+					v6["route"]++
+				case f.Table == TableL3Neigh && strings.Contains(f.Match, "ipv6"):
+					v6["neigh"]++
+				}
 			}
 			got, want := flowText(c.Flows()), flowText(full.Flows)
 			if got != want {

@@ -320,15 +320,40 @@ func (w *world) ensureL3() {
 		w.snap.Networks = append(w.snap.Networks, ext)
 	}
 	for _, n := range w.snap.Networks {
-		if slices.ContainsFunc(w.snap.Subnets, func(s controlplane.Subnet) bool { return s.NetworkID == n.ID }) {
-			continue
+		if !slices.ContainsFunc(w.snap.Subnets, func(s controlplane.Subnet) bool { return s.ID == "sub-"+n.ID }) {
+			cidr, gw := "10.0.0.0/24", "10.0.0.254"
+			if n.ID == "ext" {
+				cidr, gw = "172.16.0.0/24", "172.16.0.1"
+			}
+			w.snap.Subnets = append(w.snap.Subnets, controlplane.Subnet{ID: "sub-" + n.ID, NetworkID: n.ID, CIDR: cidr, GatewayIP: strp(gw), IPVersion: 4})
 		}
-		cidr, gw := "10.0.0.0/24", "10.0.0.254"
-		if n.ID == "ext" {
-			cidr, gw = "172.16.0.0/24", "172.16.0.1"
+		// Tenant networks are dual-stack: 2001:db8::/64 holds every IPv6 address w.ips hands out.
+		if n.ID != "ext" && !slices.ContainsFunc(w.snap.Subnets, func(s controlplane.Subnet) bool { return s.ID == "sub6-"+n.ID }) {
+			w.snap.Subnets = append(w.snap.Subnets, controlplane.Subnet{ID: "sub6-" + n.ID, NetworkID: n.ID, CIDR: "2001:db8::/64", GatewayIP: strp("2001:db8::fe"), IPVersion: 6})
 		}
-		w.snap.Subnets = append(w.snap.Subnets, controlplane.Subnet{ID: "sub-" + n.ID, NetworkID: n.ID, CIDR: cidr, GatewayIP: strp(gw), IPVersion: 4})
 	}
+}
+
+// routerInterface is a router interface port on net: IPv4 (v4), dual-stack or IPv6 only
+// (v6), as Neutron puts a network's IPv6 subnets on one router port.
+func (w *world) routerInterface(dev, net, v4, v6 string) controlplane.Port {
+	p := w.routerPort(controlplane.OwnerRouterInterface, dev, net, v4)
+	switch w.r.IntN(4) {
+	case 0:
+		p.FixedIPs = append(p.FixedIPs, controlplane.FixedIP{SubnetID: "sub6-" + net, IPAddress: v6})
+	case 1:
+		p.FixedIPs = []controlplane.FixedIP{{SubnetID: "sub6-" + net, IPAddress: v6}}
+	}
+	return p
+}
+
+// hasFamily reports whether router r has an interface address of the family of prefix
+// ("10." or "2001:").
+func (w *world) hasFamily(r, prefix string) bool {
+	return slices.ContainsFunc(w.snap.Ports, func(p controlplane.Port) bool {
+		return p.DeviceID == r && p.DeviceOwner == controlplane.OwnerRouterInterface &&
+			slices.ContainsFunc(p.FixedIPs, func(f controlplane.FixedIP) bool { return strings.HasPrefix(f.IPAddress, prefix) })
+	})
 }
 
 func (w *world) routerPort(owner, dev, net, ip string) controlplane.Port {
@@ -349,13 +374,16 @@ func (w *world) editL3() string {
 	case op <= 1 || len(routers) == 0: // add a router on 1-2 networks, with a gateway half the time
 		r := controlplane.Router{ID: w.id("router"), TenantID: "t", AdminStateUp: true}
 		for _, i := range w.r.Perm(len(tenantNets))[:1+w.r.IntN(2)] {
-			w.snap.Ports = append(w.snap.Ports, w.routerPort(controlplane.OwnerRouterInterface, r.ID, tenantNets[i], "10.0.0.254"))
+			w.snap.Ports = append(w.snap.Ports, w.routerInterface(r.ID, tenantNets[i], "10.0.0.254", "2001:db8::fe"))
 		}
 		if w.r.IntN(2) == 0 {
 			w.setGateway(&r)
 		}
-		if w.r.IntN(3) == 0 {
-			r.Routes = []controlplane.Route{{Destination: "192.168.7.0/24", NextHop: "10.0.0.7"}}
+		if w.r.IntN(3) == 0 && w.hasFamily(r.ID, "10.") {
+			r.Routes = append(r.Routes, controlplane.Route{Destination: "192.168.7.0/24", NextHop: "10.0.0.7"})
+		}
+		if w.r.IntN(3) == 0 && w.hasFamily(r.ID, "2001:") {
+			r.Routes = append(r.Routes, controlplane.Route{Destination: "2001:db8:7::/48", NextHop: "2001:db8::7"})
 		}
 		w.snap.Routers = append(w.snap.Routers, r)
 		return "add router " + r.ID
@@ -385,7 +413,7 @@ func (w *world) editL3() string {
 	case op == 4: // add or remove an interface
 		r := &routers[w.r.IntN(len(routers))]
 		if w.r.IntN(2) == 0 {
-			w.snap.Ports = append(w.snap.Ports, w.routerPort(controlplane.OwnerRouterInterface, r.ID, tenantNets[w.r.IntN(len(tenantNets))], "10.0.0.253"))
+			w.snap.Ports = append(w.snap.Ports, w.routerInterface(r.ID, tenantNets[w.r.IntN(len(tenantNets))], "10.0.0.253", "2001:db8::fd"))
 			return "router " + r.ID + " add interface"
 		}
 		w.dropPorts(func(p controlplane.Port) bool {
@@ -398,7 +426,7 @@ func (w *world) editL3() string {
 			}
 			return false
 		})
-		r.Routes = slices.DeleteFunc(slices.Clone(r.Routes), func(rt controlplane.Route) bool { return strings.HasPrefix(rt.NextHop, "10.") })
+		r.Routes = slices.DeleteFunc(slices.Clone(r.Routes), func(rt controlplane.Route) bool { return !strings.HasPrefix(rt.NextHop, "172.16.") })
 		return "router " + r.ID + " interfaces removed"
 	case op == 5: // delete a router with everything on it
 		i := w.r.IntN(len(routers))
@@ -429,10 +457,8 @@ func (w *world) editL3() string {
 			if p.DeviceID != "" || len(p.FixedIPs) == 0 || !strings.HasPrefix(p.FixedIPs[0].IPAddress, "10.0.0.") {
 				continue
 			}
-			if !slices.ContainsFunc(w.snap.Ports, func(q controlplane.Port) bool {
-				return q.DeviceID == r.ID && q.DeviceOwner == controlplane.OwnerRouterInterface && q.NetworkID == p.NetworkID
-			}) {
-				continue
+			if !slices.ContainsFunc(w.snap.Ports, func(q controlplane.Port) bool { return isV4Interface(q, r.ID, p.NetworkID) }) {
+				continue // a floating IP needs an IPv4 interface on the port's network
 			}
 			f := controlplane.FloatingIP{ID: w.id("fip"), TenantID: "t", FloatingNetworkID: "ext", PortID: strp(p.ID),
 				FixedIPAddress: strp(p.FixedIPs[0].IPAddress), RouterID: strp(r.ID)}
@@ -484,11 +510,17 @@ func (w *world) fixL3() {
 	w.snap.FloatingIPs = slices.DeleteFunc(w.snap.FloatingIPs, func(f controlplane.FloatingIP) bool {
 		i := slices.IndexFunc(w.snap.Ports, func(p controlplane.Port) bool { return p.ID == *f.PortID })
 		ok := i >= 0 && slices.ContainsFunc(w.snap.Ports, func(q controlplane.Port) bool {
-			return q.DeviceID == *f.RouterID && q.DeviceOwner == controlplane.OwnerRouterInterface && q.NetworkID == w.snap.Ports[i].NetworkID
+			return isV4Interface(q, *f.RouterID, w.snap.Ports[i].NetworkID)
 		})
 		if !ok {
 			w.dropPorts(func(p controlplane.Port) bool { return p.DeviceID == f.ID })
 		}
 		return !ok
 	})
+}
+
+// isV4Interface: q is router r's interface on net with an IPv4 address.
+func isV4Interface(q controlplane.Port, r, net string) bool {
+	return q.DeviceID == r && q.DeviceOwner == controlplane.OwnerRouterInterface && q.NetworkID == net &&
+		slices.ContainsFunc(q.FixedIPs, func(f controlplane.FixedIP) bool { return strings.HasPrefix(f.IPAddress, "10.") })
 }

@@ -28,12 +28,16 @@ const (
 	TableL3Commit  uint8 = 60 // commit the source network's new connection (its zone), then 61
 	TableL3In      uint8 = 61 // from the router's external network: ct(nat) in the router's zone (un-SNAT)
 	TableL3DNAT    uint8 = 62 // new connection to a floating IP: DNAT commit
-	TableL3Route   uint8 = 63 // ICMP echo to router addresses; longest-prefix routes: dec_ttl, reg6, eth_src, next hop (reg3)
+	TableL3Route   uint8 = 63 // ICMP(v6) echo to router addresses; longest-prefix routes: dec_ttl, reg6, eth_src, next hop (reg3 / xxreg2)
 	TableL3SNATIn  uint8 = 64 // routed out of the external network: ct(nat) in the router's zone
 	TableL3SNAT    uint8 = 65 // new connections: floating IP SNAT (wins), then the router's SNAT
-	TableL3Neigh   uint8 = 66 // (reg6, reg3) → eth_dst: ports of routed networks, ARP-learned external hosts
+	TableL3Neigh   uint8 = 66 // (reg6, reg3 | xxreg2) → eth_dst: ports of routed networks, ARP-learned external hosts
 	TableL3Out     uint8 = 67 // resolve the next hop (resubmit 66)
 	TableL3Deliver uint8 = 68 // unresolved: drop; else ct_clear, in_port=0, resubmit to TableL2
+	// TableL3NA completes the ND responder's neighbour advertisement (TableL2 turned the
+	// solicitation into it): OVS accepts set_field:nd_tll only on a flow whose match says
+	// icmp_type=136, so the target link-layer option is written here, then out IN_PORT.
+	TableL3NA uint8 = 69
 )
 
 // Tunnel bridge (br-tun) tables.
@@ -49,6 +53,7 @@ const TablePhysnet uint8 = 0
 // Registers (br-int).
 const (
 	RegNextHop    = 3 // L3: the IPv4 next hop being resolved
+	RegNextHop6   = 8 // L3: the IPv6 next hop being resolved, in reg8..reg11 (xxreg2), high word first
 	RegFloodChunk = 4 // index of the next chunk of a long flood list
 	RegRouter     = 5 // L3: the router's conntrack zone (4096..65535), naming the router
 	RegNetwork    = 6 // the network's local VLAN, also its conntrack zone

@@ -166,16 +166,18 @@ func planL3(p *Port, ir *IR, idx *l3Index, l2 l2Choice, node *hwdetect.Node, lay
 			none(nat, "no routing")}
 	}
 	var subnets []string
+	v4, v6 := false, false
 	for _, ri := range r.Interfaces {
 		if ri.NetworkID == p.NetworkID {
 			subnets = append(subnets, ri.CIDR.String())
+			v4, v6 = v4 || ri.IP.Is4(), v6 || ri.IP.Is6()
 		}
 	}
 	more := ""
 	if len(routers) > 1 {
 		more = fmt.Sprintf(" (%d routers on the network; gateway is %s)", len(routers), r.ID)
 	}
-	routing := Decision{rt, b, fmt.Sprintf("router %s, gateway %s%s: %s", r.ID, strings.Join(subnets, ", "), more, rp.Reason)}
+	routing := Decision{rt, b, fmt.Sprintf("router %s, gateway %s%s: %s%s", r.ID, strings.Join(subnets, ", "), more, rp.Reason, families(v4, v6))}
 	if b == BackendNone {
 		routing = none(rt, "router %s: %s", r.ID, rp.Reason)
 	}
@@ -190,6 +192,8 @@ func planL3(p *Port, ir *IR, idx *l3Index, l2 l2Choice, node *hwdetect.Node, lay
 	switch {
 	case len(fips) > 0 && b != BackendNone:
 		nd = Decision{nat, b, "floating IP " + strings.Join(fips, ", ") + ": 1:1 DNAT + SNAT, before the router's SNAT"}
+	case !v4:
+		nd = none(nat, "router %s has only IPv6 on network %s: routed, not NATed (as Neutron)", r.ID, p.NetworkID)
 	case r.Gateway == nil:
 		nd = none(nat, "router %s has no external gateway", r.ID)
 	case !r.Gateway.EnableSNAT:
@@ -208,6 +212,20 @@ func planL3(p *Port, ir *IR, idx *l3Index, l2 l2Choice, node *hwdetect.Node, lay
 		}
 	}
 	return []Decision{routing, nd}
+}
+
+// families names the IP versions a router routes on a network; IPv6 is never NATed (as
+// in Neutron: floating IPs and SNAT are IPv4).
+func families(v4, v6 bool) string {
+	switch {
+	case v4 && v6:
+		return "; IPv4 and IPv6 routed, IPv6 not NATed"
+	case v6:
+		return "; IPv6 routed, not NATed"
+	case v4:
+		return "; IPv4 routed"
+	}
+	return ""
 }
 
 // RouterPlan returns the plan of a router, nil when the plan has none.

@@ -361,7 +361,8 @@ func (c *Compiler) routerFlows(id string) *emitter {
 		e.add(TableL3Route, prioL3Own, e.nm().proto("ip").reg(RegRouter, zone).l3Dst(hostPrefix(ip)), "drop")
 	}
 	route := func(dst netip.Prefix, z int, mac string, nh netip.Addr, external bool) {
-		m := e.nm().proto("ip").reg(RegRouter, zone)
+		v4 := dst.Addr().Is4()
+		m := e.nm().proto(pick(v4, "ip", "ipv6")).reg(RegRouter, zone)
 		if dst.Bits() > 0 {
 			m.l3Dst(dst)
 		}
@@ -369,18 +370,24 @@ func (c *Compiler) routerFlows(id string) *emitter {
 		if external {
 			next = TableL3SNATIn
 		}
-		hop := actNextHopIsDst
-		if nh.IsValid() {
+		var hop string
+		switch {
+		case v4 && nh.IsValid():
 			hop = actSetReg3(nh)
+		case v4:
+			hop = actNextHopIsDst
+		case nh.IsValid():
+			hop = actSetNextHop6(nh)
+		default:
+			hop = actNextHop6IsDst
 		}
 		e.add(TableL3Route, prioL3Route+uint16(dst.Bits()), m,
 			joinActions("dec_ttl", actSetReg(RegNetwork, z), "set_field:"+mac+"->eth_src", hop, actGoto(next)))
 	}
 	seenMAC := map[[2]string]bool{}
+	seenLL := map[[2]string]bool{} // (network, MAC) whose link-local address is answered
+	ownLL := map[netip.Addr]bool{} // link-local addresses answered to echo (one router zone)
 	for _, ri := range r.Interfaces {
-		if !ri.IP.Is4() {
-			continue // IPv6 routing is not compiled yet
-		}
 		z, patch, ok := c.segmentZ(ri.NetworkID)
 		if !ok {
 			continue
@@ -389,8 +396,22 @@ func (c *Compiler) routerFlows(id string) *emitter {
 			seenMAC[k] = true
 			entry(z, ri.MAC)
 		}
-		e.arpResponder(z, patch, ri.IP, ri.MAC, false)
-		own(ri.IP)
+		if ri.IP.Is4() {
+			e.arpResponder(z, patch, ri.IP, ri.MAC, false)
+			own(ri.IP)
+		} else {
+			e.ndResponder(z, patch, ri.IP, ri.MAC)
+			e.ownV6(zone, ri.IP)
+			if k := [2]string{ri.NetworkID, ri.MAC}; !seenLL[k] {
+				seenLL[k] = true
+				ll := linkLocal(ri.MAC)
+				e.ndResponder(z, patch, ll, ri.MAC)
+				if !ownLL[ll] {
+					ownLL[ll] = true
+					e.ownV6(zone, ll)
+				}
+			}
+		}
 		route(ri.CIDR, z, ri.MAC, netip.Addr{}, false)
 	}
 	g := r.Gateway
@@ -428,15 +449,12 @@ func (c *Compiler) routerFlows(id string) *emitter {
 	}
 	c.routerTunnelIngress(e, r)
 	for _, rt := range r.Routes {
-		if !rt.Destination.Addr().Is4() {
-			continue
-		}
 		net, ok := r.Connected(rt.NextHop)
 		if !ok {
 			continue
 		}
 		if g != nil && net == g.NetworkID {
-			if gwOK {
+			if gwOK && rt.NextHop.Is4() { // IPv6 through the gateway: not compiled (units_l3v6.go)
 				route(rt.Destination, gz, g.MAC, rt.NextHop, true)
 			}
 			continue
@@ -530,7 +548,7 @@ func (c *Compiler) fipFlows(id string) *emitter {
 	return e
 }
 
-// neighFlows: a port's IPv4 addresses in the next-hop table of its network, when a
+// neighFlows: a port's addresses in the next-hop table of its network, when a
 // compiled router routes that network. Inputs: the port (local or remote), its segment,
 // whether its network is routed.
 func (c *Compiler) neighFlows(id string) *emitter {
@@ -554,15 +572,16 @@ func (c *Compiler) neighFlows(id string) *emitter {
 	if !ok {
 		return nil
 	}
-	var e *emitter
+	e := newEmitter(c.layout.IntegrationBridge, kind, id, len(ips))
 	for _, ip := range ips {
-		if !ip.Is4() {
-			continue
+		if ip.Is4() {
+			e.add(TableL3Neigh, prioPort, e.nm().reg(RegNextHop, int(ip4Uint(ip))).reg(RegNetwork, z), "set_field:"+mac+"->eth_dst")
+		} else {
+			e.add(TableL3Neigh, prioPort, e.nm().proto("ipv6").reg(RegNetwork, z).nextHop6(ip), "set_field:"+mac+"->eth_dst")
 		}
-		if e == nil {
-			e = newEmitter(c.layout.IntegrationBridge, kind, id, len(ips))
-		}
-		e.add(TableL3Neigh, prioPort, e.nm().reg(RegNextHop, int(ip4Uint(ip))).reg(RegNetwork, z), "set_field:"+mac+"->eth_dst")
+	}
+	if len(e.flows) == 0 {
+		return nil
 	}
 	return e
 }
@@ -616,6 +635,7 @@ func (c *Compiler) l3PipelineFlows() *emitter {
 	// Back to L2 on the destination network, untracked (its ingress security groups
 	// track it in that network's zone), from no port (so it may leave where it came in).
 	e.add(TableL3Deliver, prioDeliverAny, nil, joinActions("ct_clear", "set_field:0->in_port", actResubmit(TableL2)))
+	e.l3V6PipelineFlows()
 	return e
 }
 
