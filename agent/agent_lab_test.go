@@ -137,7 +137,7 @@ func (e *env) getPort(id string) boundPort {
 func (e *env) waitStatus(id, status string) boundPort {
 	e.t.Helper()
 	var p boundPort
-	eventually(e.t, "port "+id+" "+status, 20*time.Second, func() bool {
+	eventually(e.t, "port "+id+" "+status, 60*time.Second, func() bool {
 		p = e.getPort(id)
 		return p.Status == status
 	})

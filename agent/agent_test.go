@@ -60,6 +60,10 @@ func TestBinding(t *testing.T) {
 		{"not plugged", "normal", true, l2(offload.BackendOpenFlow, ""), nil, false, "DOWN", VIFTypeOVS, "datapath_type=netdev"},
 		{"link down", "normal", true, l2(offload.BackendOpenFlow, ""), &ovsdpdk.PortStatus{OFPort: 5, LinkState: "down"}, true, "DOWN", VIFTypeOVS, ""},
 		{"admin down", "normal", false, l2(offload.BackendOpenFlow, ""), up, true, "DOWN", VIFTypeOVS, ""},
+		// what the planner really gives an admin-down port: no backend (it passes nothing);
+		// still bound, DOWN, not a binding failure
+		{"admin down planned none", "normal", false, l2(offload.BackendNone, "admin_state_up is false"), up, false, "DOWN", VIFTypeOVS, "bridge_name=br-int"},
+		{"admin down vhost-user", "vhost-user", false, l2(offload.BackendNone, "admin_state_up is false"), nil, false, "DOWN", VIFTypeVhostUser, "vhostuser_mode=server"},
 		{"flows not in", "normal", true, l2(offload.BackendOpenFlow, ""), up, false, "DOWN", VIFTypeOVS, ""},
 		{"no backend", "normal", true, l2(offload.BackendNone, "no tunnel bridge"), up, true, "ERROR", VIFTypeBindingFailed, "reason=no tunnel bridge"},
 		{"ovs error", "vhost-user", true, l2(offload.BackendOpenFlow, ""), &ovsdpdk.PortStatus{OFPort: -1, Error: "could not open"}, false, "ERROR", VIFTypeVhostUser, "reason=could not open"},

@@ -36,7 +36,9 @@ type portView struct {
 // binding computes a bound port's binding details and status.
 func (a *Agent) binding(v portView) controlplane.PortBinding {
 	b := controlplane.PortBinding{VIFDetails: map[string]any{}}
-	if v.plan != nil {
+	if v.plan != nil && v.port.AdminStateUp {
+		// (an admin-down port is planned to no backend — it passes nothing — but it is
+		// bound as usual and DOWN, as in Neutron; not a binding failure)
 		if l2 := v.plan.Backend(offload.FeatureL2); l2 == offload.BackendNone {
 			reason := ""
 			for _, d := range v.plan.Decisions {

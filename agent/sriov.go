@@ -379,6 +379,7 @@ func (d *DirectPorts) applyTC(ctx context.Context, in DirectInput, reg *sriov.Re
 	lay := offload.TCLayout{Node: in.Layout, VXLANDev: d.VXLANDev, NeighMACs: d.neighMACs(ctx, in.IR, log)}
 	res, err := offload.CompileTC(in.IR, in.Plan, in.Node, lay)
 	if err != nil {
+		log.Warn("tc compile", zap.Error(err))
 		failAll("tc compile: " + err.Error())
 		return nil, nil
 	}
@@ -393,6 +394,9 @@ func (d *DirectPorts) applyTC(ctx context.Context, in DirectInput, reg *sriov.Re
 	prune = append(prune, lay.VXLANDev)
 	rep, err := d.TC.Apply(ctx, res.Rules, prune)
 	if err != nil {
+		// with no tc port (all hw-offload or legacy) this is the prune of the
+		// representors: no port to fail, but not to be lost either
+		log.Warn("tc apply", zap.Int("rules", len(res.Rules)), zap.Strings("prune", prune), zap.Error(err))
 		failAll("tc apply: " + err.Error())
 		return res, rep
 	}

@@ -193,7 +193,7 @@ func TestKernelAgentDirectPorts(t *testing.T) {
 	checkTC := func(what string, gone string) *offload.TCResult {
 		t.Helper()
 		var want *offload.TCResult
-		eventuallyWhy(t, what, 30*time.Second, func() (bool, string) {
+		eventuallyWhy(t, what, 90*time.Second, func() (bool, string) {
 			r := ag.Last()
 			if r.IR == nil || r.IR.Ports[gone] != nil {
 				return false, "the agent has not reconciled the deletion yet"
