@@ -61,7 +61,8 @@ const maxHostFlushes = 16
 // network:* port): the permissions of its groups (rules with remote groups resolved to
 // address sets) before and after; a permission gone and not covered by one that remains
 // yields one flush per port address of its family (fixed IPs, allowed address pairs, and
-// the EUI-64 link-local address for IPv6) in the zone of the port's network. A port that
+// the EUI-64 link-local address for IPv6) in the zone of the port's network, and in the
+// routed zone of each router of that network (units_l3ct.go). A port that
 // was not filtered before had every permission. Ports deleted or no longer filtered need
 // nothing: their traffic no longer meets security groups. Stateless groups are enforced
 // statefully by the pipeline (see the planner's reason), so they are treated alike.
@@ -85,8 +86,36 @@ func ConntrackFlushes(old, cur *IR) []CTFlush {
 			continue
 		}
 		out = append(out, portFlushes(seg.LocalVLAN, op, removed)...)
+		// Routed connections are tracked in the routed zone of the port's routers.
+		for _, z := range routedZones(old, cur, op.NetworkID) {
+			if z != seg.LocalVLAN {
+				out = append(out, portFlushes(z, op, removed)...)
+			}
+		}
 	}
 	return normalizeFlushes(out)
+}
+
+// routedZones are the routed zones (RoutedZone) of the routers with an interface on
+// network net in old or cur, sorted and unique: where the port's east-west routed
+// connections are tracked (the router's backend is not in the IR: a zone of a router
+// routed in a namespace holds none of them, and its flush finds nothing of the port's).
+func routedZones(old, cur *IR, net string) []uint16 {
+	var out []uint16
+	for _, ir := range []*IR{old, cur} {
+		for _, r := range ir.Routers {
+			for _, ri := range r.Interfaces {
+				if ri.NetworkID == net {
+					if z := RoutedZone(ir, r); z != 0 {
+						out = append(out, z)
+					}
+					break
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // sgFiltered: the port's traffic meets its security groups (and conntrack).

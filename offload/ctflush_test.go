@@ -423,3 +423,59 @@ func BenchmarkConntrackFlushes(b *testing.B) {
 	b.ReportMetric(float64(n), "flushes")
 	b.ReportMetric(float64(perOp)/float64(compile), "x-of-compile-update")
 }
+
+// TestConntrackFlushesRoutedZone: a port on a network of a router loses a permission:
+// its routed connections sit in the router's routed zone (the lower local VLAN of its
+// two networks), flushed as well as the port's own network zone.
+func TestConntrackFlushesRoutedZone(t *testing.T) {
+	s := ctScenario()
+	old := ctBuild(t, s, nil)
+	dropRule(&s, "sg-a", "a-ssh")
+	cur := ctBuild(t, s, old)
+	rt := &Router{ID: "rt", AdminStateUp: true, Interfaces: []RouterInterface{{NetworkID: "net-a-vx"}, {NetworkID: "net-a-vlan"}}}
+	for _, ir := range []*IR{old, cur} {
+		ir.Routers = map[string]*Router{"rt": rt}
+	}
+	rz := RoutedZone(cur, rt)
+	vlan, vx := cur.Segments["net-a-vlan"].LocalVLAN, cur.Segments["net-a-vx"].LocalVLAN
+	if rz != min(vlan, vx) {
+		t.Fatalf("routed zone %d, want the lower of %d and %d", rz, vlan, vx)
+	}
+	got := flushLines(cur, ConntrackFlushes(old, cur))
+	// The ports of the network that is not the routed zone's are flushed in both zones.
+	other := "net-a-vx"
+	if rz == vx {
+		other = "net-a-vlan"
+	}
+	n := 0
+	for _, l := range got {
+		if strings.HasPrefix(l, "zone=net-a-") && strings.Contains(l, "proto=6 dst_port=22-22") {
+			n++
+		}
+	}
+	zoneOf := map[string]string{"a1": "net-a-vlan", "a2": "net-a-vlan", "a3": "net-a-vx"}
+	want := len(zoneOf)
+	for _, net := range zoneOf {
+		if net == other {
+			want++
+		}
+	}
+	if n != want || len(got) != want {
+		t.Fatalf("flushes (routed zone %d, other network %s):\n%s\nwant %d", rz, other, strings.Join(got, "\n"), want)
+	}
+	rzName := map[uint16]string{vlan: "net-a-vlan", vx: "net-a-vx"}[rz]
+	for p, net := range zoneOf {
+		for _, z := range []string{net, rzName} {
+			if !slices.ContainsFunc(got, func(l string) bool {
+				return strings.HasPrefix(l, "zone="+z+" port="+p+" ")
+			}) {
+				t.Errorf("no flush of %s in zone %s:\n%s", p, z, strings.Join(got, "\n"))
+			}
+		}
+	}
+	// Without the router, only the ports' own zones.
+	old.Routers, cur.Routers = nil, nil
+	if got := ConntrackFlushes(old, cur); len(got) != len(zoneOf) {
+		t.Errorf("without a router: %d flushes, want %d", len(got), len(zoneOf))
+	}
+}

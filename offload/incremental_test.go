@@ -437,6 +437,9 @@ func TestIncrementalEqualsFull(t *testing.T) {
 					v6["neigh"]++
 				}
 			}
+			if err := checkCTMatches(full.Flows); err != nil {
+				t.Fatalf("seed %d step %d after %q: %v", seed, step, history, err)
+			}
 			got, want := flowText(c.Flows()), flowText(full.Flows)
 			if got != want {
 				t.Fatalf("seed %d step %d: incremental differs from full after %q:\n%s", seed, step, history, lineDiff(want, got))
@@ -499,4 +502,26 @@ func TestIncrementalTouchesOnlyDependents(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("delta of a2's IP change:\n got %q\nwant %q", got, want)
 	}
+}
+
+// checkCTMatches: OVS refuses a bundle holding a flow whose actions use conntrack (ct)
+// without an IP match (OFPBAC_MATCH_INCONSISTENT), and with it every other flow of the
+// bundle: every such flow must match IPv4 or IPv6.
+func checkCTMatches(fs []Flow) error {
+	for _, f := range fs {
+		if !strings.Contains(f.Actions, "ct(") {
+			continue
+		}
+		ok := false
+		for _, k := range strings.Split(f.Match, ",") {
+			switch k {
+			case "ip", "ipv6", "tcp", "tcp6", "udp", "udp6", "icmp", "icmp6", "sctp", "sctp6", "dl_type=0x0800", "dl_type=0x86dd":
+				ok = true
+			}
+		}
+		if !ok {
+			return fmt.Errorf("flow uses conntrack without an IP match (OVS refuses it, and its bundle): %s", f.String())
+		}
+	}
+	return nil
 }

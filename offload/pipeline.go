@@ -25,7 +25,7 @@ const (
 // sends frames to a router MAC here (reg5 = the router's zone); routed packets go back to
 // TableL2 on the destination network (reg6), untracked and from no port.
 const (
-	TableL3Commit  uint8 = 60 // commit the source network's new connection (its zone), then 61
+	TableL3Commit  uint8 = 60 // commit a new connection from a network no router interface of this router is on (its zone), then 61; see units_l3ct.go
 	TableL3In      uint8 = 61 // from the router's external network: ct(nat) in the router's zone (un-SNAT)
 	TableL3DNAT    uint8 = 62 // new connection to a floating IP: DNAT commit
 	TableL3Route   uint8 = 63 // ICMP(v6) echo to router addresses; longest-prefix routes: dec_ttl, reg6, eth_src, next hop (reg3 / xxreg2)
@@ -33,7 +33,7 @@ const (
 	TableL3SNAT    uint8 = 65 // new connections: floating IP SNAT (wins), then the router's SNAT
 	TableL3Neigh   uint8 = 66 // (reg6, reg3 | xxreg2) → eth_dst: ports of routed networks, ARP-learned external hosts
 	TableL3Out     uint8 = 67 // resolve the next hop (resubmit 66)
-	TableL3Deliver uint8 = 68 // unresolved: drop; else ct_clear, in_port=0, resubmit to TableL2
+	TableL3Deliver uint8 = 68 // unresolved: drop; else (ct_clear unless tracked in the routed zone), in_port=0, resubmit to TableL2
 	// TableL3NA completes the ND responder's neighbour advertisement (TableL2 turned the
 	// solicitation into it): OVS accepts set_field:nd_tll only on a flow whose match says
 	// icmp_type=136, so the target link-layer option is written here, then out IN_PORT.

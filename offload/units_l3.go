@@ -353,11 +353,16 @@ func (c *Compiler) routerFlows(id string) *emitter {
 	entry := func(z int, mac string) {
 		e.add(TableL2, prioL3Entry, e.nm().reg(RegNetwork, z).dlDst(mac), joinActions(actSetReg(RegRouter, zone), actGoto(TableL3Commit)))
 	}
+	routedZ := int(RoutedZone(c.ir, r))
 	own := func(ip netip.Addr) {
-		e.add(TableL3Route, prioL3Echo, e.nm().proto("icmp").reg(RegRouter, zone).l3Dst(hostPrefix(ip)).icmpType(8),
-			joinActions("push:NXM_OF_ETH_SRC[]", "move:NXM_OF_ETH_DST[]->NXM_OF_ETH_SRC[]", "pop:NXM_OF_ETH_DST[]",
-				"move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[]", "set_field:"+ip.String()+"->ip_src", "set_field:0->icmp_type",
-				"set_field:0->in_port", "ct_clear", actResubmit(TableL2)))
+		echo := func() *match { return e.nm().proto("icmp").reg(RegRouter, zone).l3Dst(hostPrefix(ip)).icmpType(8) }
+		acts := joinActions("push:NXM_OF_ETH_SRC[]", "move:NXM_OF_ETH_DST[]->NXM_OF_ETH_SRC[]", "pop:NXM_OF_ETH_DST[]",
+			"move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[]", "set_field:"+ip.String()+"->ip_src", "set_field:0->icmp_type",
+			"set_field:0->in_port", "ct_clear", actResubmit(TableL2))
+		e.add(TableL3Route, prioL3Echo, echo(), acts)
+		if routedZ > 0 {
+			e.routedEcho(routedZ, echo(), acts)
+		}
 		e.add(TableL3Route, prioL3Own, e.nm().proto("ip").reg(RegRouter, zone).l3Dst(hostPrefix(ip)), "drop")
 	}
 	route := func(dst netip.Prefix, z int, mac string, nh netip.Addr, external bool) {
@@ -385,6 +390,7 @@ func (c *Compiler) routerFlows(id string) *emitter {
 			joinActions("dec_ttl", actSetReg(RegNetwork, z), "set_field:"+mac+"->eth_src", hop, actGoto(next)))
 	}
 	seenMAC := map[[2]string]bool{}
+	var routed []routedNet
 	seenLL := map[[2]string]bool{} // (network, MAC) whose link-local address is answered
 	ownLL := map[netip.Addr]bool{} // link-local addresses answered to echo (one router zone)
 	for _, ri := range r.Interfaces {
@@ -395,20 +401,21 @@ func (c *Compiler) routerFlows(id string) *emitter {
 		if k := [2]string{ri.NetworkID, ri.MAC}; !seenMAC[k] {
 			seenMAC[k] = true
 			entry(z, ri.MAC)
+			routed = append(routed, routedNet{z, ri.MAC})
 		}
 		if ri.IP.Is4() {
 			e.arpResponder(z, patch, ri.IP, ri.MAC, false)
 			own(ri.IP)
 		} else {
 			e.ndResponder(z, patch, ri.IP, ri.MAC)
-			e.ownV6(zone, ri.IP)
+			e.ownV6(zone, routedZ, ri.IP)
 			if k := [2]string{ri.NetworkID, ri.MAC}; !seenLL[k] {
 				seenLL[k] = true
 				ll := linkLocal(ri.MAC)
 				e.ndResponder(z, patch, ll, ri.MAC)
 				if !ownLL[ll] {
 					ownLL[ll] = true
-					e.ownV6(zone, ll)
+					e.ownV6(zone, routedZ, ll)
 				}
 			}
 		}
@@ -446,6 +453,9 @@ func (c *Compiler) routerFlows(id string) *emitter {
 				}
 			}
 		}
+	}
+	if routedZ > 0 && len(routed) > 0 {
+		e.routedCT(routedZ, zone, routed, gwOK)
 	}
 	c.routerTunnelIngress(e, r)
 	for _, rt := range r.Routes {
@@ -621,6 +631,8 @@ func (c *Compiler) l3PipelineFlows() *emitter {
 	e := newEmitter(c.layout.IntegrationBridge, KindNode, L3PipelineOriginID, 12)
 	// Commit the source network's new connection (its egress security groups allowed it;
 	// the reply comes back routed, into the same zone) before the router's own tracking.
+	// Traffic from the router's interface networks is tracked in its routed zone and
+	// committed later (units_l3ct.go: a flow above this one per router).
 	e.add(TableL3Commit, prioCommit, e.nm().ctState("+new+trk").proto("ip"), joinActions("ct(commit,"+ctZone+")", actGoto(TableL3In)))
 	e.add(TableL3Commit, prioDeliverAny, e.nm().proto("ip"), actGoto(TableL3In))
 	e.add(TableL3Commit, prioMiss, nil, "drop")
@@ -634,6 +646,7 @@ func (c *Compiler) l3PipelineFlows() *emitter {
 	e.add(TableL3Deliver, prioCommit, e.nm().dlDst("00:00:00:00:00:00"), "drop")
 	// Back to L2 on the destination network, untracked (its ingress security groups
 	// track it in that network's zone), from no port (so it may leave where it came in).
+	// Above this flow, per router: tracked in its routed zone, delivered as it is.
 	e.add(TableL3Deliver, prioDeliverAny, nil, joinActions("ct_clear", "set_field:0->in_port", actResubmit(TableL2)))
 	e.l3V6PipelineFlows()
 	return e

@@ -61,11 +61,18 @@ func (e *emitter) ndResponder(z, patch int, ip netip.Addr, mac string) {
 
 // ownV6 answers ICMPv6 echo to a router address (back into the source network) and
 // drops anything else sent to it.
-func (e *emitter) ownV6(zone int, ip netip.Addr) {
-	e.add(TableL3Route, prioL3Echo, e.nm().proto("icmp6").reg(RegRouter, zone).l3Dst(hostPrefix(ip)).icmpType(icmp6EchoRequest),
-		joinActions("push:NXM_OF_ETH_SRC[]", "move:NXM_OF_ETH_DST[]->NXM_OF_ETH_SRC[]", "pop:NXM_OF_ETH_DST[]",
-			"move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[]", "set_field:"+ip.String()+"->ipv6_src",
-			"set_field:"+strconv.Itoa(icmp6EchoReply)+"->icmpv6_type", "set_field:0->in_port", "ct_clear", actResubmit(TableL2)))
+// rz is the router's routed zone (units_l3ct.go).
+func (e *emitter) ownV6(zone, rz int, ip netip.Addr) {
+	echo := func() *match {
+		return e.nm().proto("icmp6").reg(RegRouter, zone).l3Dst(hostPrefix(ip)).icmpType(icmp6EchoRequest)
+	}
+	acts := joinActions("push:NXM_OF_ETH_SRC[]", "move:NXM_OF_ETH_DST[]->NXM_OF_ETH_SRC[]", "pop:NXM_OF_ETH_DST[]",
+		"move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[]", "set_field:"+ip.String()+"->ipv6_src",
+		"set_field:"+strconv.Itoa(icmp6EchoReply)+"->icmpv6_type", "set_field:0->in_port", "ct_clear", actResubmit(TableL2))
+	e.add(TableL3Route, prioL3Echo, echo(), acts)
+	if rz > 0 {
+		e.routedEcho(rz, echo(), acts)
+	}
 	e.add(TableL3Route, prioL3Own, e.nm().proto("ipv6").reg(RegRouter, zone).l3Dst(hostPrefix(ip)), "drop")
 }
 

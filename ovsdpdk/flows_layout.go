@@ -103,7 +103,9 @@ func FlowLayoutFrom(st *State) (offload.NodeLayout, map[string]int, error) {
 				if p := st.Ports[pu]; p != nil {
 					for _, iu := range p.Interfaces {
 						i := ifaceByUUID[iu]
-						if i != nil && i.ExternalIDs[KeyOwner] == OwnerPort && i.ExternalIDs[KeyIfaceID] != "" && i.Ofport != nil && *i.Ofport > 0 {
+						// offlane's own tenant ports, and as with os-vif and OVN any interface
+						// someone else adds with external_ids:iface-id (never a layout row)
+						if i != nil && i.ExternalIDs[KeyOwner] != OwnerNode && i.ExternalIDs[KeyIfaceID] != "" && i.Ofport != nil && *i.Ofport > 0 {
 							tenant[i.ExternalIDs[KeyIfaceID]] = *i.Ofport
 						}
 					}

@@ -616,7 +616,8 @@ func FuzzNormalizeMatch(f *testing.F) {
 
 // TestFlowLayoutFrom: the compiler's layout read from an OVSDB snapshot: bridges by
 // role, ofports of layout ports, tunnel types and local IP, tenant ports by iface-id
-// (only numbered ones, only on the integration bridge, only offlane's).
+// (only numbered ones, only on the integration bridge: offlane's and, as os-vif plugs
+// them, foreign interfaces with an iface-id).
 func TestFlowLayoutFrom(t *testing.T) {
 	ofp := func(n int) *int { return &n }
 	st := &ovsdpdk.State{
@@ -652,7 +653,8 @@ func TestFlowLayoutFrom(t *testing.T) {
 		tenant("vm1", "port-1", ofp(7)),
 		tenant("vm2", "port-2", ofp(-1)), // OVS could not add it
 		tenant("vm3", "port-3", nil),     // not numbered yet
-		&vswitchd.Interface{Name: "foreign", Ofport: ofp(9), ExternalIDs: map[string]string{ovsdpdk.KeyIfaceID: "port-9"}})
+		&vswitchd.Interface{Name: "osvif", Ofport: ofp(9), ExternalIDs: map[string]string{ovsdpdk.KeyIfaceID: "port-9"}},
+		&vswitchd.Interface{Name: "foreign", Ofport: ofp(10)}) // no iface-id: not a tenant port
 	bridge("br-tun", node(ovsdpdk.RoleTunnel),
 		&vswitchd.Interface{Name: "patch-int", Type: "patch", Ofport: ofp(1), ExternalIDs: node(ovsdpdk.RolePatch)},
 		&vswitchd.Interface{Name: "tun-vxlan", Type: "vxlan", Ofport: ofp(2), ExternalIDs: node(ovsdpdk.RoleTunnelPort)},
@@ -674,8 +676,8 @@ func TestFlowLayoutFrom(t *testing.T) {
 	if !reflect.DeepEqual(l, want) {
 		t.Fatalf("layout:\n%+v\nwant:\n%+v", l, want)
 	}
-	if !reflect.DeepEqual(ports, map[string]int{"port-1": 7}) {
-		t.Fatalf("tenant ofports %v, want only port-1: 7", ports)
+	if !reflect.DeepEqual(ports, map[string]int{"port-1": 7, "port-9": 9}) {
+		t.Fatalf("tenant ofports %v, want port-1: 7 and the os-vif plugged port-9: 9", ports)
 	}
 	// The compiler accepts it.
 	if _, err := offload.NewCompiler(l); err != nil {
