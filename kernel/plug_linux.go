@@ -273,6 +273,10 @@ func (p *Plugger) Namespaces(prefix string) ([]string, error) {
 	return out, err
 }
 
+// HostLinks lists the interfaces in the host namespace (where the switch ends of
+// plugged ports live) whose names start with prefix, sorted.
+func (p *Plugger) HostLinks(prefix string) ([]string, error) { return p.Links(p.hostNS, prefix) }
+
 // Links lists the interfaces in namespace whose names start with prefix, sorted.
 func (p *Plugger) Links(namespace, prefix string) ([]string, error) {
 	h, _, closer, err := handleAt(namespace)

@@ -16,6 +16,9 @@ func (p *Plugger) DeleteNamespace(string) error { return ErrNotSupported }
 // Namespaces is not supported off Linux.
 func (p *Plugger) Namespaces(string) ([]string, error) { return nil, ErrNotSupported }
 
+// HostLinks is not supported off Linux.
+func (p *Plugger) HostLinks(string) ([]string, error) { return nil, ErrNotSupported }
+
 // Links is not supported off Linux.
 func (p *Plugger) Links(string, string) ([]string, error) { return nil, ErrNotSupported }
 

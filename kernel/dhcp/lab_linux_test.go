@@ -260,8 +260,10 @@ func TestLabDHCPStaleNamespaces(t *testing.T) {
 	swNS, prefix := "oldhcp-sw-"+id, "ol"+id+"-qdhcp-"
 	keepNet, goneNet := "a"+id+"a-0000-4000-8000-000000000001", "b"+id+"b-0000-4000-8000-000000000002"
 	odd, foreign := prefix+"not-a-network", prefix+"c"+id+"c-0000-4000-8000-000000000003"
+	// another agent's: its tap's switch end is in another switch namespace
+	otherSw, otherAgents := "oldhcp-sw2-"+id, prefix+"d"+id+"d-0000-4000-8000-000000000004"
 	t.Cleanup(func() {
-		for _, ns := range []string{swNS, prefix + keepNet, prefix + goneNet, odd, foreign} {
+		for _, ns := range []string{swNS, prefix + keepNet, prefix + goneNet, odd, foreign, otherSw, otherAgents} {
 			_ = exec.Command("ip", "netns", "del", ns).Run()
 		}
 	})
@@ -270,6 +272,9 @@ func TestLabDHCPStaleNamespaces(t *testing.T) {
 	run(t, "ip", "netns", "add", odd)
 	run(t, "ip", "netns", "add", foreign)
 	run(t, "ip", "-n", foreign, "link", "add", "other0", "type", "veth", "peer", "name", "other1")
+	run(t, "ip", "netns", "add", otherSw)
+	run(t, "ip", "netns", "add", otherAgents)
+	run(t, "ip", "-n", otherSw, "link", "add", "tap"+id+"ddddd", "type", "veth", "peer", "name", "tap"+id+"ddddd", "netns", otherAgents)
 
 	ir := &offload.IR{Segments: map[string]*offload.Segment{}, Subnets: map[string]*offload.Subnet{}, DHCPPorts: map[string]*offload.DHCPPort{},
 		Ports: map[string]*offload.Port{}}
@@ -323,9 +328,9 @@ func TestLabDHCPStaleNamespaces(t *testing.T) {
 	if !nsExists(prefix+keepNet) || !slices.Equal(second.Networks(), []string{keepNet}) {
 		t.Fatalf("the desired network's server: namespace %v, servers %v", nsExists(prefix+keepNet), second.Networks())
 	}
-	for _, ns := range []string{odd, foreign} {
+	for _, ns := range []string{odd, foreign, otherAgents} {
 		if !nsExists(ns) {
-			t.Fatalf("%s is not a stale DHCP namespace and was deleted", ns)
+			t.Fatalf("%s is not a stale DHCP namespace of this agent and was deleted", ns)
 		}
 	}
 }

@@ -31,6 +31,9 @@ type Plumber interface {
 	Namespaces(prefix string) ([]string, error)
 	// Links lists the interfaces in a namespace whose names start with prefix.
 	Links(namespace, prefix string) ([]string, error)
+	// HostLinks lists the interfaces whose names start with prefix in the namespace
+	// where the switch ends of plugged ports live.
+	HostLinks(prefix string) ([]string, error)
 }
 
 // Instance is the desired DHCP server of one network on this node.
@@ -174,6 +177,12 @@ func (m *Manager) pruneStale(ctx context.Context, want map[string]Instance) erro
 		keep[cur.spec.Namespace] = true
 	}
 	var errs []error
+	var ours []string // the switch ends on this agent's side: a stale namespace's taps are among them
+	if len(nss) > 0 {
+		if ours, err = m.opts.Plumber.HostLinks(kernel.PrefixTap); err != nil {
+			return fmt.Errorf("dhcp: list switch-side interfaces: %w", err)
+		}
+	}
 	for _, ns := range nss {
 		if keep[ns] || !isNetworkID(strings.TrimPrefix(ns, prefix)) {
 			continue // not one this manager names (e.g. another node's in a lab)
@@ -187,14 +196,16 @@ func (m *Manager) pruneStale(ctx context.Context, want map[string]Instance) erro
 		foreign := false
 		for _, l := range all {
 			switch {
-			case strings.HasPrefix(l, kernel.PrefixTap):
+			case strings.HasPrefix(l, kernel.PrefixTap) && slices.Contains(ours, l):
 				links = append(links, l)
 			case l != "lo":
 				foreign = true
 			}
 		}
 		if foreign {
-			m.log.Warn("namespace named like a DHCP namespace holds other interfaces: left alone", zap.String("namespace", ns), zap.Strings("interfaces", all))
+			// other interfaces, or a tap whose switch end is not on this agent's side (an
+			// agent on another switch of the same kernel, e.g. a lab or demo)
+			m.log.Warn("namespace named like a DHCP namespace holds interfaces that are not this agent's: left alone", zap.String("namespace", ns), zap.Strings("interfaces", all))
 			continue
 		}
 		var uerr error
