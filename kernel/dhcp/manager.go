@@ -51,8 +51,9 @@ type Instance struct {
 func Desired(ir *offload.IR, leaseTime time.Duration) (map[string]Instance, error) {
 	out := map[string]Instance{}
 	var errs []error
+	idx := indexPorts(ir)
 	for _, netID := range sortedIDs(ir.DHCPPorts) {
-		t, err := BuildTable(ir, netID, leaseTime)
+		t, err := buildTable(ir, netID, leaseTime, idx)
 		if errors.Is(err, ErrNothingToServe) {
 			continue
 		}
