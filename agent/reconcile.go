@@ -268,27 +268,7 @@ func (a *Agent) ensureVhostUser(ctx context.Context, st *controlplane.State) err
 	if err != nil {
 		return fmt.Errorf("list vhost-user ports: %w", err)
 	}
-	var add []ovsdpdk.Port
-	var del []string
-	seen := map[string]bool{}
-	for _, h := range have {
-		if h.Type != ovsdpdk.PortVhostUser {
-			continue
-		}
-		seen[h.Name] = true
-		w, ok := want[h.Name]
-		switch {
-		case !ok:
-			del = append(del, h.Name)
-		case h.IfaceID != w.IfaceID || h.MAC != w.MAC:
-			add = append(add, w)
-		}
-	}
-	for n, w := range want {
-		if !seen[n] {
-			add = append(add, w)
-		}
-	}
+	add, del := diffPorts(have, want, func(h ovsdpdk.PortStatus) bool { return h.Type == ovsdpdk.PortVhostUser })
 	if len(add) > 0 {
 		if err := a.d.Ports.PortAdd(ctx, add...); err != nil {
 			return fmt.Errorf("add vhost-user ports: %w", err)

@@ -322,27 +322,7 @@ func (d *DirectPorts) plugRepresentors(ctx context.Context, reg *sriov.Registry,
 	if err != nil {
 		return false, fmt.Errorf("list OVS ports: %w", err)
 	}
-	var add []ovsdpdk.Port
-	var del []string
-	seen := map[string]bool{}
-	for _, h := range have {
-		if _, rep := reg.ByRepresentor(h.Name); !rep {
-			continue
-		}
-		seen[h.Name] = true
-		w, ok := want[h.Name]
-		switch {
-		case !ok:
-			del = append(del, h.Name)
-		case h.IfaceID != w.IfaceID || h.MAC != w.MAC:
-			add = append(add, w)
-		}
-	}
-	for n, w := range want {
-		if !seen[n] {
-			add = append(add, w)
-		}
-	}
+	add, del := diffPorts(have, want, func(h ovsdpdk.PortStatus) bool { _, rep := reg.ByRepresentor(h.Name); return rep })
 	sort.Slice(add, func(i, j int) bool { return add[i].Name < add[j].Name })
 	sort.Strings(del)
 	if len(add) > 0 {
