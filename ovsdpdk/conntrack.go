@@ -403,9 +403,9 @@ func parseOrig(v string, t *offload.CTTuple) error {
 		var err error
 		switch k {
 		case "src":
-			t.Src, err = netip.ParseAddr(val)
+			t.Src, err = ctAddr(val)
 		case "dst":
-			t.Dst, err = netip.ParseAddr(val)
+			t.Dst, err = ctAddr(val)
 		case "sport":
 			t.SrcPort, err = ctUint(val, 65535)
 		case "dport":
@@ -459,4 +459,17 @@ func ctSplitTop(s string) ([]string, error) {
 		return nil, errors.New("unbalanced parentheses")
 	}
 	return append(out, s[start:]), nil
+}
+
+// ctAddr is a conntrack dump's address: plain IPv4 or IPv6 (no zone, no IPv4-mapped
+// form: OVS prints neither, and a flush tuple cannot carry them).
+func ctAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if a.Zone() != "" || a.Is4In6() {
+		return netip.Addr{}, fmt.Errorf("%q: want a plain IPv4 or IPv6 address", s)
+	}
+	return a, nil
 }
