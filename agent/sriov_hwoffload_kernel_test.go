@@ -26,7 +26,6 @@ import (
 
 	"github.com/offlane/offlane/agent"
 	"github.com/offlane/offlane/controlplane"
-	"github.com/offlane/offlane/hwdetect"
 	"github.com/offlane/offlane/kernel"
 	"github.com/offlane/offlane/offload"
 	"github.com/offlane/offlane/ovsdpdk"
@@ -151,55 +150,12 @@ func TestKernelAgentHWOffload(t *testing.T) {
 	startRootVswitchd(t, o)
 	step("ovsdb-server and ovs-vswitchd (root namespace) up")
 
-	c, err := ovsdpdk.Connect(ctx, ovsdpdk.Options{Endpoint: o.Endpoint, Logger: log.Named("ovsdb")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg, err := ovsdpdk.ParseNodeConfig("node.yaml", strings.NewReader("ovsdb: "+o.Endpoint+
-		"\ndatapath: system\nhw_offload: true\ntc_policy: none\nintegration_bridge: br-int\nphysnets:\n  physnet1: {bridge: br-phys1}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := ovsdpdk.Resolve(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := sriov.NewNetlinkTC()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Close() })
-	links, err := agent.NewNetlinkDirectLinks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(links.Close)
-	ovsPorts := ovsdpdk.NewPorts(c, ovsdpdk.PortsOptions{})
 	// the tc applier too, as serve wires it: it prunes offlane's own rules on every
-	// representor and must leave OVS's alone
-	direct := &agent.DirectPorts{SRIOV: dm, Links: links, TC: sriov.NewTCApplier(g, log), OVS: ovsPorts, Logger: log.Named("direct")}
-	detect := agent.WithSRIOVInventory(func(ctx context.Context) (*hwdetect.Node, error) {
-		return hwdetect.Detect(ctx, hwdetect.Options{OVS: ovsdpdk.NewProber(o.Endpoint), Logger: log})
-	}, dm)
-	of := ovsdpdk.NewOfctl(ovsdpdk.OfctlOptions{RunDir: o.Dir})
-	// no periodic resync during the test: each full one costs seconds under qemu's TCG
-	ag, err := agent.New(agent.Config{Host: host, Layout: ovsdpdk.NodeLayout(spec), StateDir: t.TempDir(), Debounce: 50 * time.Millisecond,
-		Resync: 10 * time.Minute},
-		agent.Deps{Store: srv.Store(), OVS: c, Ports: ovsPorts, Flows: ovsdpdk.NewFlows(of, ovsdpdk.FlowsOptions{Logger: log}),
-			OpenFlow: of, Detect: detect, Direct: direct, Logger: log.Named("agent")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(actx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
+	// representor and must leave OVS's alone; no periodic resync during the test: each
+	// full one costs seconds under qemu's TCG
+	da := startDirectAgent(t, o, "datapath: system\nhw_offload: true\ntc_policy: none\nintegration_bridge: br-int\nphysnets:\n  physnet1: {bridge: br-phys1}\n",
+		dm, srv, 10*time.Minute)
+	ag, direct, ovsPorts, of := da.ag, da.direct, da.ports, da.of
 	// the VM, plugged as a hypervisor plugs a normal port, as soon as the agent has
 	// made br-int
 	const vm = "olhw-vm"

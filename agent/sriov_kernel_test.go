@@ -86,31 +86,6 @@ func TestKernelAgentDirectPorts(t *testing.T) {
 	t.Cleanup(func() { hs.Close(); _ = srv.Close() })
 	nc := &gophercloud.ServiceClient{ProviderClient: &gophercloud.ProviderClient{HTTPClient: *hs.Client()}, Endpoint: hs.URL + "/",
 		ResourceBase: hs.URL + "/v2.0/", MoreHeaders: map[string]string{"X-Project-Id": "proj-a"}}
-	c, err := ovsdpdk.Connect(ctx, ovsdpdk.Options{Endpoint: o.Endpoint, Logger: log.Named("ovsdb")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg, err := ovsdpdk.ParseNodeConfig("node.yaml", strings.NewReader(
-		"ovsdb: "+o.Endpoint+"\ndatapath: system\nintegration_bridge: br-int\nphysnets:\n  physnet1: {bridge: br-phys1}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := ovsdpdk.Resolve(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := sriov.NewNetlinkTC()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Close() })
-	links, err := agent.NewNetlinkDirectLinks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(links.Close)
-	ovsPorts := ovsdpdk.NewPorts(c, ovsdpdk.PortsOptions{})
 	// as `offlane serve --agent` wires it: no hwdetect inventory behind the registry the
 	// agent rebuilds on every reconcile
 	nl, err := sriov.NewNetlinkLinks()
@@ -121,27 +96,8 @@ func TestKernelAgentDirectPorts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	direct := &agent.DirectPorts{SRIOV: dm, Links: links, TC: sriov.NewTCApplier(g, log), OVS: ovsPorts, Logger: log.Named("direct")}
-	detect := agent.WithSRIOVInventory(func(ctx context.Context) (*hwdetect.Node, error) {
-		return hwdetect.Detect(ctx, hwdetect.Options{OVS: ovsdpdk.NewProber(o.Endpoint), Logger: log})
-	}, dm)
-	of := ovsdpdk.NewOfctl(ovsdpdk.OfctlOptions{RunDir: o.Dir})
-	ag, err := agent.New(agent.Config{Host: host, Layout: ovsdpdk.NodeLayout(spec), StateDir: t.TempDir(), Debounce: 50 * time.Millisecond,
-		Resync: 5 * time.Second},
-		agent.Deps{Store: srv.Store(), OVS: c, Ports: ovsPorts, Flows: ovsdpdk.NewFlows(of, ovsdpdk.FlowsOptions{Logger: log}),
-			OpenFlow: of, Detect: detect, Direct: direct, Logger: log.Named("agent")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(actx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
+	da := startDirectAgent(t, o, "datapath: system\nintegration_bridge: br-int\nphysnets:\n  physnet1: {bridge: br-phys1}\n", dm, srv, 5*time.Second)
+	ag, direct, g, detect := da.ag, da.direct, da.tc, da.detect
 
 	// the tenant side, through the API
 	net := must(networks.Create(ctx, nc, provider.CreateOptsExt{CreateOptsBuilder: networks.CreateOpts{Name: "vlan100"},
@@ -288,4 +244,70 @@ func planL2(t *testing.T, plan *offload.Plan, port string) offload.Decision {
 	}
 	t.Fatalf("port %s has no l2 decision", port)
 	return offload.Decision{}
+}
+
+// directAgent is the real agent with DirectPorts wired as `offlane serve --agent` wires
+// them: the tc applier, representor plugging through the OVS Ports API, and the SR-IOV
+// inventory behind detect.
+type directAgent struct {
+	ag     *agent.Agent
+	direct *agent.DirectPorts
+	ports  *ovsdpdk.Ports
+	of     *ovsdpdk.Ofctl
+	tc     *sriov.NetlinkTC
+	detect func(context.Context) (*hwdetect.Node, error) // what the agent detects with
+}
+
+// startDirectAgent starts that agent on OVS o with the node config nodeYAML (its ovsdb
+// line is added) over srv's store; it runs until the test's cleanup, which fails the
+// test if Run returned an error.
+func startDirectAgent(t *testing.T, o *lab.OVS, nodeYAML string, dm *sriov.Manager, srv *controlplane.Server, resync time.Duration) *directAgent {
+	t.Helper()
+	ctx := context.Background()
+	log := lab.Logger(t)
+	c, err := ovsdpdk.Connect(ctx, ovsdpdk.Options{Endpoint: o.Endpoint, Logger: log.Named("ovsdb")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cfg, err := ovsdpdk.ParseNodeConfig("node.yaml", strings.NewReader("ovsdb: "+o.Endpoint+"\n"+nodeYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := ovsdpdk.Resolve(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := sriov.NewNetlinkTC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	links, err := agent.NewNetlinkDirectLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(links.Close)
+	da := &directAgent{ports: ovsdpdk.NewPorts(c, ovsdpdk.PortsOptions{}), of: ovsdpdk.NewOfctl(ovsdpdk.OfctlOptions{RunDir: o.Dir}), tc: g}
+	da.direct = &agent.DirectPorts{SRIOV: dm, Links: links, TC: sriov.NewTCApplier(g, log), OVS: da.ports, Logger: log.Named("direct")}
+	da.detect = agent.WithSRIOVInventory(func(ctx context.Context) (*hwdetect.Node, error) {
+		return hwdetect.Detect(ctx, hwdetect.Options{OVS: ovsdpdk.NewProber(o.Endpoint), Logger: log})
+	}, dm)
+	da.ag, err = agent.New(agent.Config{Host: host, Layout: ovsdpdk.NodeLayout(spec), StateDir: t.TempDir(), Debounce: 50 * time.Millisecond,
+		Resync: resync},
+		agent.Deps{Store: srv.Store(), OVS: c, Ports: da.ports, Flows: ovsdpdk.NewFlows(da.of, ovsdpdk.FlowsOptions{Logger: log}),
+			OpenFlow: da.of, Detect: da.detect, Direct: da.direct, Logger: log.Named("agent")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- da.ag.Run(actx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	return da
 }
