@@ -36,9 +36,14 @@ type Config struct {
 	StateDir string
 	// L3Backend is openflow, nftables or auto ("" = auto): see offload's planner.
 	L3Backend string
-	// Debounce batches bursts of store events into one reconcile (default 100 ms).
+	// Debounce is how long the agent waits, after a change finds it idle, before it
+	// reconciles, so that the changes that come together (a port created, then its VM
+	// plugged) are taken at once (default 10 ms). Changes that arrive during a reconcile
+	// are taken by the next one as soon as it ends.
 	Debounce time.Duration
-	// Resync is the period of full reconciles, which repair drift (default 30 s).
+	// Resync is the period of the drift check, which compares the installed flows with
+	// the compiled ones beside the reconcile loop and repairs the difference (default
+	// 30 s).
 	Resync time.Duration
 	// Probe is how often the agent checks that OVS still holds its pipeline, to notice
 	// a restarted ovs-vswitchd within seconds (default 2 s).
@@ -53,7 +58,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Debounce <= 0 {
-		c.Debounce = 100 * time.Millisecond
+		c.Debounce = 10 * time.Millisecond
 	}
 	if c.Resync <= 0 {
 		c.Resync = 30 * time.Second
@@ -160,6 +165,31 @@ type Agent struct {
 	probes     []offload.NeighbourProbe
 	portInfos  []metrics.PortInfo
 	flowCounts []metrics.FlowCount
+
+	// the desired state, kept current by the store's events (cache.go); only the loop
+	// touches it
+	cache desired
+	// written is the binding last written (or found) per bound port, unbound the ports
+	// compiled without flows (no OpenFlow port yet), bindRetry the ports whose last
+	// write failed (bindings.go)
+	written   map[string]controlplane.PortBinding
+	unbound   map[string]bool
+	bindRetry map[string]struct{}
+	// applied is what the last reconcile left in place, for the incremental one
+	// (reconcile.go)
+	applied appliedState
+	// the periodic drift check of the flows (drift.go)
+	drift     *driftCheck
+	driftDone chan driftResult
+	drifts    DriftStats // under mu
+
+	// what the watch and the OVS handler hand the loop
+	wake       chan struct{}
+	evMu       sync.Mutex
+	evq        []controlplane.Event
+	watchEnded bool
+	ovsKicked  bool
+	ovsIDs     map[string]struct{} // iface-ids whose OVS interface changed
 }
 
 // New checks the configuration and returns an agent.
@@ -184,7 +214,8 @@ func New(cfg Config, d Deps) (*Agent, error) {
 	if d.Logger == nil {
 		d.Logger = zap.NewNop()
 	}
-	return &Agent{cfg: cfg, d: d, log: d.Logger.Named("agent")}, nil
+	return &Agent{cfg: cfg, d: d, log: d.Logger.Named("agent"), written: map[string]controlplane.PortBinding{},
+		ovsIDs: map[string]struct{}{}, driftDone: make(chan driftResult, 1)}, nil
 }
 
 // Ready reports whether the agent completed a reconcile and the last one succeeded
@@ -204,9 +235,12 @@ func (a *Agent) Last() Result {
 
 // Run starts the agent and blocks until ctx ends: it restores its state, detects the
 // node, lays OVS out, registers the node, reconciles fully, then follows the store's
-// events (debounced), with periodic full resyncs and an OVS probe. Failures of OVS or
-// the store are retried with backoff and reported; nothing is half applied (each flow
-// change is one bundle per bridge; each OVSDB change one transaction).
+// events and OVS's interface changes: a reconcile starts Debounce after the first change
+// that finds the agent idle, and changes that arrive during a reconcile are taken by the
+// next one, at once. Every Resync the flows are checked for drift beside the loop
+// (drift.go). Failures of OVS or the store are retried with backoff and reported;
+// nothing is half applied (each flow change is one bundle per bridge; each OVSDB change
+// one transaction).
 func (a *Agent) Run(ctx context.Context) error {
 	var err error
 	statePath := filepath.Join(a.cfg.StateDir, StateFileName)
@@ -225,6 +259,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("starting", zap.String("host", a.cfg.Host), zap.Int64("resume_revision", a.state.Revision),
 		zap.Int("networks", len(a.state.LocalVLANs)))
 
+	// OVS-side changes (a VM plugged, a vhost-user client connected, link state) are
+	// events too: they change bindings and statuses. Registered before the first
+	// reconcile so that none is missed.
+	a.wake = make(chan struct{}, 1)
+	a.d.OVS.OnInterfacesChanged(func(ids []string) {
+		a.evMu.Lock()
+		a.ovsKicked = true
+		for _, id := range ids {
+			a.ovsIDs[id] = struct{}{}
+		}
+		a.evMu.Unlock()
+		signal(a.wake)
+	})
+
 	// The first full reconcile, retried until it succeeds (OVS or the store may still
 	// be starting).
 	if err := a.retry(ctx, "initial reconcile", func() error { return a.reconcile(ctx, true) }); err != nil {
@@ -241,47 +289,77 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer resync.Stop()
 	probe := time.NewTicker(a.cfg.Probe)
 	defer probe.Stop()
-	var debounce <-chan time.Time
-	events, stop := a.watch(ctx)
-	defer stop()
-	// OVS-side changes (a VM plugged, a vhost-user client connected, link state) are
-	// events too: they change bindings and statuses.
-	ovsKick := make(chan struct{}, 1)
-	a.d.OVS.OnPortsChanged(func() {
-		select {
-		case ovsKick <- struct{}{}:
-		default:
+	stop := a.watch(ctx)
+	defer func() { stop() }()
+	watching := true
+	var soon <-chan time.Time // the next reconcile
+	// the periodic sweep waits for a quiet loop (sweep.go)
+	quiet := min(time.Second, a.cfg.Resync/2)
+	var sweepC <-chan time.Time
+	var sweepDue, lastChange time.Time
+	reconcileNow := func(full bool) {
+		soon = nil
+		a.drain()
+		a.tryReconcile(ctx, full)
+		if !watching && !a.needFull {
+			// the watch broke and the reload that follows it succeeded: follow the
+			// store again from the revision just loaded
+			stop = a.watch(ctx)
+			watching = true
 		}
-	})
+		if a.drain() {
+			soon = time.After(0) // what came during the reconcile, at once
+		}
+	}
 
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-events:
-			if !ok {
-				// The watch ended (store restarted, history compacted): follow again from
-				// a full reconcile, which is correct whatever was missed.
+		case <-a.wake:
+			dirty := a.drain()
+			if a.takeWatchEnded() {
+				// The watch ended (store restarted, history compacted): reload in full,
+				// which is correct whatever was missed, then watch again.
 				stop()
-				a.needFull = true
-				events, stop = a.watch(ctx)
+				watching, a.needFull, dirty = false, true, true
 			}
-			if debounce == nil {
-				debounce = time.After(a.cfg.Debounce)
+			if dirty {
+				lastChange = time.Now()
+				if soon == nil {
+					soon = time.After(a.cfg.Debounce)
+				}
 			}
-		case <-ovsKick:
-			if debounce == nil {
-				debounce = time.After(a.cfg.Debounce)
-			}
-		case <-debounce:
-			debounce = nil
-			a.tryReconcile(ctx, a.needFull)
+		case <-soon:
+			reconcileNow(a.needFull)
 		case <-resync.C:
-			a.tryReconcile(ctx, true)
+			if a.needFull {
+				reconcileNow(true) // the last reconcile failed: try again in full
+				continue
+			}
+			a.startDrift(ctx) // drift.go: beside the loop
+			if sweepDue.IsZero() {
+				sweepDue = time.Now()
+			}
+			sweepC = time.After(quiet)
+		case <-sweepC:
+			// housekeeping yields to changes: it runs once the loop has been quiet
+			// for a while, or when it is five periods overdue
+			sweepC = nil
+			if wait := quiet - time.Since(lastChange); wait > 0 && time.Since(sweepDue) < 5*a.cfg.Resync {
+				sweepC = time.After(wait)
+				continue
+			}
+			sweepDue = time.Time{}
+			if a.sweep(ctx) && soon == nil {
+				soon = time.After(0) // a stage plugged ports: reconcile them
+			}
+		case res := <-a.driftDone:
+			a.finishDrift(ctx, res)
 		case <-probe.C:
 			if a.pipelineLost(ctx) {
 				a.log.Warn("the pipeline is gone from OVS (ovs-vswitchd restarted or flows flushed): reprogramming")
-				a.tryReconcile(ctx, true)
+				reconcileNow(true)
 			}
 		case <-hb.C:
 			a.heartbeat(ctx)
@@ -289,24 +367,39 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// watch follows the store from the last reconciled revision; the channel carries one
-// value per relevant event (the agent re-reads the state anyway) and closes when the
-// watch ends.
-func (a *Agent) watch(ctx context.Context) (<-chan struct{}, func()) {
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// watch follows the store from the last reconciled revision, queueing its events for
+// the loop (drain) and waking it; when the watch ends for good (compaction), the loop
+// is told (takeWatchEnded). A broken stream is resumed from the last event received.
+func (a *Agent) watch(ctx context.Context) func() {
 	wctx, cancel := context.WithCancel(ctx)
-	out := make(chan struct{}, 1)
+	a.mu.Lock()
+	from := a.rev
+	a.mu.Unlock()
 	go func() {
-		defer close(out)
+		ended := func() {
+			if wctx.Err() != nil {
+				return // stopped by the loop
+			}
+			a.evMu.Lock()
+			a.watchEnded = true
+			a.evMu.Unlock()
+			signal(a.wake)
+		}
 		backoff := 100 * time.Millisecond
 		for wctx.Err() == nil {
-			a.mu.Lock()
-			from := a.rev
-			a.mu.Unlock()
 			events, werr, err := a.d.State.Watch(wctx, from)
 			if err != nil {
 				a.log.Warn("watch failed, retrying", zap.Int64("from", from), zap.Error(err))
 				if errors.Is(err, controlplane.ErrCompacted) {
-					return // the caller resyncs fully and watches again
+					ended()
+					return
 				}
 				if !sleep(wctx, backoff) {
 					return
@@ -316,47 +409,97 @@ func (a *Agent) watch(ctx context.Context) (<-chan struct{}, func()) {
 			}
 			backoff = 100 * time.Millisecond
 			for ev := range events {
-				if !a.relevant(ev) {
-					continue
-				}
+				from = max(from, ev.Revision)
+				a.evMu.Lock()
+				a.evq = append(a.evq, ev)
+				a.evMu.Unlock()
+				signal(a.wake)
 				if o := a.d.Observer; o != nil {
 					if head, err := a.d.State.Revision(wctx); err == nil {
 						o.SetWatchLag(head - ev.Revision)
 					}
 				}
-				select {
-				case out <- struct{}{}:
-				default: // a reconcile is already pending
-				}
 			}
 			if err := werr(); err != nil && wctx.Err() == nil {
 				a.log.Warn("watch ended", zap.Error(err))
-				return
+				if errors.Is(err, controlplane.ErrCompacted) {
+					ended()
+					return
+				}
 			}
 		}
 	}()
-	return out, cancel
+	return cancel
+}
+
+func (a *Agent) takeWatchEnded() bool {
+	a.evMu.Lock()
+	defer a.evMu.Unlock()
+	e := a.watchEnded
+	a.watchEnded = false
+	return e
+}
+
+// drain applies the queued store events to the cached desired state and reports whether
+// any of them (or an OVS interface change) calls for a reconcile. A decode failure makes
+// the next reconcile reload in full.
+func (a *Agent) drain() bool {
+	a.evMu.Lock()
+	evs := a.evq
+	a.evq = nil
+	dirty := a.ovsKicked
+	a.ovsKicked = false
+	a.evMu.Unlock()
+	if a.cache.st == nil {
+		return dirty || len(evs) > 0 // no cache yet: the next reconcile loads in full
+	}
+	for _, ev := range evs {
+		prev, err := a.cache.apply(ev)
+		if err != nil {
+			a.log.Warn("store event; reloading the state in full", zap.Error(err))
+			a.needFull, dirty = true, true
+			continue
+		}
+		if a.relevant(ev, prev) {
+			dirty = true
+			if ev.Kind == controlplane.KindPort {
+				a.cache.touch(ev.ID)
+			}
+		}
+	}
+	return dirty
 }
 
 // relevant drops the events the agent causes or that cannot change this node: its own
-// heartbeats and other agents' heartbeats that keep their tunnel IP.
-func (a *Agent) relevant(ev controlplane.Event) bool {
-	if ev.Kind != controlplane.KindAgent {
-		return true
+// heartbeats, other agents' heartbeats that keep their tunnel IP, and its own binding
+// writes coming back (a port whose update changed only what the agent last wrote).
+func (a *Agent) relevant(ev controlplane.Event, prev *controlplane.Port) bool {
+	switch ev.Kind {
+	case controlplane.KindAgent:
+		if ev.Type == controlplane.EventDeleted {
+			return true
+		}
+		var ag controlplane.Agent
+		if err := json.Unmarshal(ev.Value, &ag); err != nil {
+			return true
+		}
+		if ag.Host == a.cfg.Host {
+			return false
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.vteps[ag.Host] != tunnelIP(ag)
+	case controlplane.KindPort:
+		if ev.Type != controlplane.EventUpdated {
+			return true
+		}
+		cur := a.cache.port(ev.ID)
+		w, ok := a.written[ev.ID]
+		return !ok || !onlyBinding(prev, cur) || !controlplane.BindingHolds(cur, w)
+	case controlplane.KindSecGroupRule:
+		return false // its group's event comes with it
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.last.IR == nil {
-		return true
-	}
-	var ag controlplane.Agent
-	if err := json.Unmarshal(ev.Value, &ag); err != nil {
-		return true
-	}
-	if ag.Host == a.cfg.Host {
-		return false
-	}
-	return a.vteps[ag.Host] != tunnelIP(ag)
+	return true
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

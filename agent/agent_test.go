@@ -96,7 +96,38 @@ func TestVTEPsAndRelevance(t *testing.T) {
 	if len(v) != 1 || v["h2"] != netip.MustParseAddr("192.0.2.2") {
 		t.Fatalf("vteps: %v", v)
 	}
-	a := &Agent{cfg: Config{Host: "me"}, vteps: v, last: Result{IR: &offload.IR{}}}
+	a := &Agent{cfg: Config{Host: "me"}, vteps: v, last: Result{IR: &offload.IR{}}, written: map[string]controlplane.PortBinding{}}
+	// the cached port p1, bound here, whose binding the agent wrote as ACTIVE
+	p1 := controlplane.Port{ID: "p1", HostID: "me", MACAddress: "fa:16:3e:00:00:01", Status: "DOWN"}
+	a.cache.reset(&controlplane.State{Ports: []controlplane.Port{p1}})
+	wrote := controlplane.PortBinding{Status: "ACTIVE", VIFType: "ovs", VIFDetails: map[string]any{"port_filter": true}}
+	a.written["p1"] = wrote
+	encPort := func(p controlplane.Port) []byte {
+		b, _ := json.Marshal(p)
+		return b
+	}
+	own := p1
+	own.Status, own.VIFType, own.VIFDetails, own.RevisionNumber = wrote.Status, wrote.VIFType, wrote.VIFDetails, 2
+	moved := own
+	moved.MACAddress = "fa:16:3e:00:00:02"
+	other := own
+	other.Status = "DOWN" // someone else's status write: the agent must correct it
+	for _, c := range []struct {
+		p    controlplane.Port
+		want bool
+	}{{own, false}, {moved, true}, {other, true}} {
+		ev := controlplane.Event{Kind: controlplane.KindPort, Type: controlplane.EventUpdated, ID: "p1", Value: encPort(c.p)}
+		prev, err := a.cache.apply(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.relevant(ev, prev); got != c.want {
+			t.Errorf("port update %+v: relevant = %v, want %v", c.p, got, c.want)
+		}
+		if _, err := a.cache.apply(controlplane.Event{Kind: controlplane.KindPort, Type: controlplane.EventUpdated, ID: "p1", Value: encPort(p1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	enc := func(x controlplane.Agent) []byte {
 		b, _ := json.Marshal(x)
 		return b
@@ -105,13 +136,14 @@ func TestVTEPsAndRelevance(t *testing.T) {
 		ev   controlplane.Event
 		want bool
 	}{
-		{controlplane.Event{Kind: controlplane.KindPort}, true},
-		{controlplane.Event{Kind: controlplane.KindAgent, Value: enc(ag("me", "192.0.2.9"))}, false}, // own heartbeat
-		{controlplane.Event{Kind: controlplane.KindAgent, Value: enc(ag("h2", "192.0.2.2"))}, false}, // same VTEP
-		{controlplane.Event{Kind: controlplane.KindAgent, Value: enc(ag("h2", "192.0.2.20"))}, true}, // moved
-		{controlplane.Event{Kind: controlplane.KindAgent, Value: enc(ag("h4", "192.0.2.4"))}, true},  // new node
+		{controlplane.Event{Kind: controlplane.KindPort, Type: controlplane.EventCreated}, true},
+		{controlplane.Event{Kind: controlplane.KindSecGroupRule, Type: controlplane.EventCreated}, false}, // its group's event comes too
+		{controlplane.Event{Kind: controlplane.KindAgent, Value: enc(ag("me", "192.0.2.9"))}, false},      // own heartbeat
+		{controlplane.Event{Kind: controlplane.KindAgent, Value: enc(ag("h2", "192.0.2.2"))}, false},      // same VTEP
+		{controlplane.Event{Kind: controlplane.KindAgent, Value: enc(ag("h2", "192.0.2.20"))}, true},      // moved
+		{controlplane.Event{Kind: controlplane.KindAgent, Value: enc(ag("h4", "192.0.2.4"))}, true},       // new node
 	} {
-		if got := a.relevant(c.ev); got != c.want {
+		if got := a.relevant(c.ev, nil); got != c.want {
 			t.Errorf("relevant(%s %s) = %v, want %v", c.ev.Kind, c.ev.Value, got, c.want)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -190,12 +191,32 @@ func (s *scaleOVS) spareIfaces(b *testing.B, kind ifaceKind, names []string) {
 	s.addIfaces(b, kind, names, ids, macs)
 }
 
-// plug is the hypervisor plugging port p's VM on the spare interface name: through the
-// Ports API, the interface takes the port's iface-id (one OVSDB transaction, no new
-// netdev).
+// plug is the hypervisor plugging port p's VM on the spare interface name: the interface
+// takes the port's iface-id and attached-mac (one OVSDB transaction, no new netdev). The
+// taps are tagged as a native OVSDB client (os-vif style) tags them: an external_ids
+// write, which ovs-vswitchd does not watch, without bumping next_cfg (ovs-vsctl bumps it
+// unless --no-wait, and ovs-vswitchd then reconfigures every port: applyFloor measures
+// that). Tunnel ports go through the Ports API (it bumps next_cfg).
 func (s *scaleOVS) plug(ctx context.Context, kind ifaceKind, name string, p scalePort) error {
 	if kind == kindTap {
-		return s.ports.PortAdd(ctx, ovsdpdk.Port{Name: name, Type: ovsdpdk.PortInternal, IfaceID: p.ID, MAC: p.MAC})
+		keys := ovsdb.OvsSet{GoSet: []any{ovsdpdk.KeyIfaceID, ovsdpdk.KeyAttachedMAC}}
+		ops := []ovsdb.Operation{{Op: ovsdb.OperationMutate, Table: vswitchd.InterfaceTable,
+			Where: []ovsdb.Condition{{Column: "name", Function: ovsdb.ConditionEqual, Value: name}},
+			Mutations: []ovsdb.Mutation{
+				{Column: "external_ids", Mutator: ovsdb.MutateOperationDelete, Value: keys},
+				{Column: "external_ids", Mutator: ovsdb.MutateOperationInsert, Value: ovsMap(map[string]string{ovsdpdk.KeyIfaceID: p.ID, ovsdpdk.KeyAttachedMAC: p.MAC})},
+			}}}
+		res, err := s.raw.Transact(ctx, ops...)
+		if err == nil {
+			_, err = ovsdb.CheckOperationResults(res, ops)
+		}
+		if err == nil && (len(res) == 0 || res[0].Count != 1) {
+			err = fmt.Errorf("no interface %s", name)
+		}
+		if err != nil {
+			return fmt.Errorf("plug %s: %w", name, err)
+		}
+		return nil
 	}
 	return s.ports.PortAdd(ctx, s.tunnelPort(name, s.tunnelIndex[name], p.ID, p.MAC))
 }
@@ -818,6 +839,16 @@ func (s timedStage) Realise(ctx context.Context, ir *offload.IR, plan *offload.P
 	return s.Stage.Realise(ctx, ir, plan)
 }
 
+// RealiseChanges passes the change set on (agent.ChangeStage) when the stage takes one.
+func (s timedStage) RealiseChanges(ctx context.Context, ir *offload.IR, plan *offload.Plan, ch *offload.Changes) (bool, error) {
+	cs, ok := s.Stage.(agent.ChangeStage)
+	if !ok {
+		return s.Realise(ctx, ir, plan)
+	}
+	defer s.t.add("stage-"+s.Name(), time.Now())
+	return cs.RealiseChanges(ctx, ir, plan, ch)
+}
+
 // reconcileLog is the agent's Observer: the Prometheus metrics `offlane serve --agent
 // --metrics-listen` gives it (on a registry of its own), and a record of every reconcile
 // with the phase times it spent.
@@ -1102,18 +1133,38 @@ func portActiveAt10k(b *testing.B) {
 	}
 	initial := done.t.Sub(start)
 	initFull, _ := n.obs.between(b, start, done.t)
+	// The measured creates meet a node at rest: ovs-vswitchd has finished with the
+	// 180,000 flows of the convergence (revalidation keeps its main thread busy for a
+	// few seconds after it) and the agent has nothing pending.
+	settled := n.settle(b)
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
+	if path := os.Getenv("OFFLANE_BENCH_HEAPPROFILE"); path != "" {
+		// the live heap once converged (in-process: the store and API server too)
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 	rss := procStatus(b, os.Getpid())["VmRSS"]
 
 	ctx := context.Background()
 	var lat, api []time.Duration
+	var starts []time.Time
 	var last scalePort
+	stopProfile := profileOps(b)
 	opsStart := time.Now()
 	for k := range ops {
 		b.StartTimer()
 		t0 := time.Now()
+		starts = append(starts, t0)
 		p, err := topo.createPort(ctx, n.api, k, fmt.Sprintf("op%03d", k))
 		if err != nil {
 			b.Fatal(err)
@@ -1129,15 +1180,11 @@ func portActiveAt10k(b *testing.B) {
 		b.StopTimer()
 		lat = append(lat, at.t.Sub(t0))
 		last = p
-		// A lone create: the next one comes once the agent is idle again. Its own
-		// ACTIVE write is a store event too, and the reconcile that follows (it finds
-		// nothing to do) must be over: the agent has then reconciled a revision at
-		// least as new as that write.
-		for deadline := time.Now().Add(30 * time.Second); n.ag.Last().Revision < at.rev && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
-		}
+		// A lone create: the next one comes once the agent is idle again (its own
+		// ACTIVE write comes back as a store event, which it recognises and drops).
 		time.Sleep(gap)
 	}
+	stopProfile()
 	full, inc := n.obs.between(b, opsStart, time.Now())
 
 	// The OVS floor: one bundle that re-adds the last port's own flows (the same size;
@@ -1179,14 +1226,79 @@ func portActiveAt10k(b *testing.B) {
 	b.ReportMetric(msOf(pct(tookOf(inc), 0.5)), "reconcile-p50-ms")
 	b.ReportMetric(msOf(pct(tookOf(inc), 0.99)), "reconcile-p99-ms")
 	reportPhases(b, inc, "/rec")
+	// the whole distribution, for the tail: each create's latency, and the reconciles
+	// with their phases, into $OFFLANE_BENCH_TRACE when it is set (a benchmark's log
+	// keeps only its first lines)
+	var dist strings.Builder
+	for k, l := range lat {
+		fmt.Fprintf(&dist, "create %02d at +%v: %.1f ms\n", k, starts[k].Sub(opsStart).Round(time.Millisecond), msOf(l))
+	}
+	for _, r := range inc {
+		fmt.Fprintf(&dist, "reconcile ending at +%v: %.1f ms full=%v %v\n", r.end.Sub(opsStart).Round(time.Millisecond), msOf(r.took), r.full, r.phases)
+	}
+	if path := os.Getenv("OFFLANE_BENCH_TRACE"); path != "" {
+		if err := os.WriteFile(path, []byte(dist.String()), 0o644); err != nil {
+			b.Error(err)
+		}
+	}
 	b.ReportMetric(float64(len(full)), "full-resyncs-during-ops")
 	b.ReportMetric(msOf(slices.Max(append(tookOf(full), 0))), "full-resync-ms")
 	b.ReportMetric(initial.Seconds(), "initial-converge-s")
+	b.ReportMetric(settled.Seconds(), "untimed-settle-s")
 	reportPhases(b, initFull, "/initial-rec")
 	b.ReportMetric(float64(len(n.dumpFlows(b, "br-int", 0, 0))), "br-int-flows")
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "inproc-heap-MB")
 	b.ReportMetric(float64(rss)/(1<<20), "inproc-rss-MB")
 	b.ReportMetric(ifaceSetup.Seconds(), "untimed-iface-setup-s")
+}
+
+// settle waits (at most 30 s) until ovs-vswitchd uses less than 10% of a core over half
+// a second, and returns how long that took.
+func (s *scaleOVS) settle(b *testing.B) time.Duration {
+	b.Helper()
+	start := time.Now()
+	pid := s.o.VswitchdPID()
+	cpu := func() time.Duration {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+		ut, _ := strconv.ParseInt(f[11], 10, 64) // utime, stime: fields 14 and 15
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+	}
+	for time.Since(start) < 30*time.Second {
+		c0 := cpu()
+		time.Sleep(500 * time.Millisecond)
+		if cpu()-c0 < 50*time.Millisecond {
+			break
+		}
+	}
+	return time.Since(start)
+}
+
+// profileOps writes a CPU profile of the measured creates (the agent and the API server
+// are in this process) to the file $OFFLANE_BENCH_CPUPROFILE when it is set; the
+// returned function stops it.
+func profileOps(b *testing.B) func() {
+	path := os.Getenv("OFFLANE_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 // procStatus reads the kB fields of /proc/PID/status (VmRSS, VmHWM…) in bytes.

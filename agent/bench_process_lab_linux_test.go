@@ -36,6 +36,23 @@ type benchProc struct {
 	done    chan struct{}
 }
 
+// fetchTo saves the body of a GET of url in path.
+func fetchTo(b *testing.B, url, path string) {
+	b.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // startBenchProc starts bin with args; it is SIGKILLed if the test binary dies, and
 // stopped at cleanup with SIGTERM (SIGKILL after 20 s), by PID.
 func startBenchProc(b *testing.B, name string, env []string, bin string, args ...string) *benchProc {
@@ -189,7 +206,7 @@ func agentProcess10k(b *testing.B) {
 	ag := startBenchProc(b, "agent", []string{"H=" + h, "NS=" + s.o.NS, "GODEBUG=gctrace=1"}, "unshare", "--mount", "--propagation", "private",
 		"sh", "-c", agentNetnsScript, "sh", bin, "agent", "--url", url, "--node-config", node, "--host", host,
 		"--ovs-netns", s.o.NS, "--state-dir", filepath.Join(dir, "agent"), "--plan-file", filepath.Join(dir, "plan.json"),
-		"--metrics-listen", "127.0.0.1:0")
+		"--metrics-listen", "127.0.0.1:0", "--pprof")
 	metricsURL := ag.waitLine(b, regexp.MustCompile(`metrics on (http://\S+)/metrics`), 30*time.Second)
 	pid := ag.cmd.Process.Pid
 	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) != "offlane" {
@@ -286,6 +303,10 @@ func agentProcess10k(b *testing.B) {
 	}
 	waitReady("on 10,000 ports")
 	agentSt := procStatus(b, pid)
+	if path := os.Getenv("OFFLANE_BENCH_HEAPPROFILE"); path != "" {
+		// the agent's heap once converged, before the scrape (gc=1: live objects only)
+		fetchTo(b, metricsURL+"/debug/pprof/heap?gc=1", path)
+	}
 	srvSt := procStatus(b, srv.cmd.Process.Pid)
 	vsSt := procStatus(b, s.o.VswitchdPID())
 
@@ -300,6 +321,9 @@ func agentProcess10k(b *testing.B) {
 		b.Fatalf("scrape: %d %v", resp.StatusCode, err)
 	}
 	heap := promValue(raw, "go_memstats_heap_inuse_bytes")
+	if path := os.Getenv("OFFLANE_BENCH_HEAPPROFILE"); path != "" {
+		fetchTo(b, metricsURL+"/debug/pprof/heap", path+".after-scrape")
+	}
 	scraped := procStatus(b, pid)
 	maxLive, gcs := gcLive(b, ag.stderr, bindStart.Sub(ag.started))
 

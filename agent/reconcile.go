@@ -1,12 +1,16 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,9 +26,11 @@ import (
 // answering OpenFlow requests until the database is back.
 var errOVSDBDown = errors.New("OVSDB connection lost (ovsdb-server down or restarting): the client reconnects by itself, the agent retries")
 
-// reconcile brings the node to the desired state once. full: compare with what OVS has
-// (a full sync of every bridge by diff) instead of sending the compiler's delta, and
-// re-apply the node layout.
+// reconcile brings the node to the desired state once. full: reload the desired state
+// from the store, plan and compile from scratch, compare with what OVS has (a full sync
+// of every bridge by diff) instead of sending the compiler's delta, re-apply the node
+// layout and redo every binding. Otherwise it works from the cached state (cache.go) and
+// costs what changed since the last reconcile.
 func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	start := time.Now()
 	changes := 0
@@ -46,6 +52,7 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	if full {
 		a.inc = incremental{} // plan.go: plan and compile from scratch
 	}
+	a.inc.reconcileStart()
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ReconcileTimeout)
 	defer cancel()
 	ctx, stopWatch := a.abortOnOVSDBLoss(ctx)
@@ -55,9 +62,17 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 			err = fmt.Errorf("%w (aborted: %w)", errOVSDBDown, err)
 		}
 	}()
-	st, err := a.d.State.Load(ctx)
-	if err != nil {
-		return err
+	if full || a.cache.st == nil {
+		st, err := a.d.State.Load(ctx)
+		if err != nil {
+			return err
+		}
+		a.cache.reset(st)
+	}
+	st := a.cache.st
+	touched := a.cache.takePorts() // ports whose stored object changed
+	for id := range a.takeOVSIDs() {
+		touched[id] = struct{}{} // and those whose OVS interface changed
 	}
 	if full && a.cfg.Layout != nil {
 		res, err := a.d.OVS.ApplyNode(ctx, a.cfg.Layout, ovsdpdk.ApplyOptions{Wait: true})
@@ -77,7 +92,7 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 			}
 		}
 	}
-	if err := a.ensureVhostUser(ctx, st); err != nil {
+	if err := a.ensureVhostUser(ctx, st, full); err != nil {
 		return err
 	}
 
@@ -88,8 +103,8 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	if err != nil {
 		return err
 	}
-	for _, s := range a.d.Stages {
-		changed, err := s.Realise(ctx, ir, plan)
+	for i, s := range a.d.Stages {
+		changed, err := a.realiseStage(ctx, i, s, ir, plan, a.inc.forStage(i))
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
@@ -125,13 +140,16 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	}
 	a.layout = layout
 	brs := bridgesOf(layout)
-	if a.d.Meters != nil {
+	meters := a.comp.Meters()
+	metersChanged := full || !reflect.DeepEqual(meters, a.applied.meters)
+	if a.d.Meters != nil && metersChanged {
 		// meters first: the flows about to go in may reference them
-		if _, err := a.d.Meters.Prepare(ctx, brs, a.comp.Meters()); err != nil {
+		if _, err := a.d.Meters.Prepare(ctx, brs, meters); err != nil {
 			return fmt.Errorf("meters: %w", err)
 		}
 	}
 	if full {
+		a.dropDrift() // drift.go: a check in flight compares with flows this sync replaces
 		res, err := a.d.Flows.Sync(ctx, brs, a.comp.Flows())
 		a.observeSync(res)
 		if err != nil {
@@ -139,6 +157,7 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 		}
 		changes = res.Changes()
 	} else if !delta.Empty() {
+		a.noteDelta(delta) // drift.go
 		if err := a.d.Flows.Update(ctx, delta); err != nil {
 			return err
 		}
@@ -154,21 +173,25 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 		a.flushConntrack(ctx, ir)
 	}
 
-	if a.d.Meters != nil {
+	if a.d.Meters != nil && metersChanged {
 		// and removed last, once no flow references them
-		if _, err := a.d.Meters.Prune(ctx, brs, a.comp.Meters()); err != nil {
+		if _, err := a.d.Meters.Prune(ctx, brs, meters); err != nil {
 			return fmt.Errorf("meters: %w", err)
 		}
 	}
+	a.applied.meters = meters
 	if a.d.QoS != nil {
-		if _, err := a.d.QoS.Apply(ctx, offload.OVSQoS(ir, plan)); err != nil {
-			return fmt.Errorf("OVSDB QoS: %w", err)
+		if qos := offload.OVSQoS(ir, plan); full || !reflect.DeepEqual(qos, a.applied.qos) {
+			if _, err := a.d.QoS.Apply(ctx, qos); err != nil {
+				return fmt.Errorf("OVSDB QoS: %w", err)
+			}
+			a.applied.qos = qos
 		}
 	}
 
 	if pr := a.comp.NeighbourProbes(); a.d.ProbeNeighbours != nil && len(pr) > 0 && (full || !slices.Equal(pr, a.probes)) {
-		// after a full reconcile (also the periodic one) and when next hops change: the
-		// answers refresh the learned next-hop MACs
+		// after a full reconcile and when next hops change: the answers refresh the
+		// learned next-hop MACs
 		if err := a.d.ProbeNeighbours(ctx, pr); err != nil {
 			a.log.Warn("probe next hops", zap.Error(err))
 		} else {
@@ -176,24 +199,41 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 		}
 	}
 
-	bindings, err := a.writeBindings(ctx, st, plan)
+	bindings, err := a.writeBindings(ctx, st, plan, full, touched) // bindings.go
 	if err != nil {
 		return err
 	}
 
-	a.state.LocalVLANs = ir.LocalVLANs()
-	a.state.Revision = st.Revision
-	if err := a.state.save(filepath.Join(a.cfg.StateDir, StateFileName)); err != nil {
-		return err
+	if vlans := ir.LocalVLANs(); full || !maps.Equal(vlans, a.state.LocalVLANs) {
+		a.state.LocalVLANs = vlans
+		a.state.Revision = st.Revision
+		if err := a.state.save(filepath.Join(a.cfg.StateDir, StateFileName)); err != nil {
+			return err
+		}
 	}
 	res := Result{Revision: st.Revision, Full: full, Layout: layout, IR: ir, Plan: plan, Changes: changes, Bindings: bindings}
+	infos := a.portInfos
+	if full || len(touched) > 0 {
+		infos = portInfos(st, a.cfg.Host)
+	}
+	counts := a.countFlows(full, delta)
+	prevPlan := a.last.Plan // (a.last is only written on this goroutine)
 	a.mu.Lock()
 	a.last, a.ready, a.needFull, a.rev = res, true, false, st.Revision
 	a.vteps = vteps
-	a.portInfos, a.flowCounts = portInfos(st, a.cfg.Host), flowCounts(a.comp)
+	a.portInfos, a.flowCounts = infos, counts
 	a.mu.Unlock()
 	if o := a.d.Observer; o != nil {
-		o.SetPlan(plan)
+		// the decision counts: moved by the ports whose plan changed when that is known
+		// (and no direct port annotation, made after planning, can have moved)
+		ch := a.inc.sinceLast()
+		if u, ok := o.(interface {
+			UpdatePlan(prev, cur *offload.Plan, ports []string)
+		}); ok && !full && ch != nil && prevPlan != nil && a.d.Direct == nil {
+			u.UpdatePlan(prevPlan, plan, ch.PlanPorts)
+		} else {
+			o.SetPlan(plan)
+		}
 	}
 	if a.d.OnReconciled != nil {
 		a.d.OnReconciled(res)
@@ -201,6 +241,77 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	a.log.Debug("reconciled", zap.Int64("revision", st.Revision), zap.Bool("full", full), zap.Int("flow_changes", changes),
 		zap.Int("bindings", bindings), zap.Duration("took", time.Since(start)))
 	return nil
+}
+
+// realiseStage runs stage i on ir and plan: with the changes since the IR it last
+// realised when it takes them (ChangeStage) and they are known (ch != nil), in full
+// otherwise.
+func (a *Agent) realiseStage(ctx context.Context, i int, s Stage, ir *offload.IR, plan *offload.Plan, ch *offload.Changes) (bool, error) {
+	var changed bool
+	var err error
+	if cs, ok := s.(ChangeStage); ok {
+		changed, err = cs.RealiseChanges(ctx, ir, plan, ch)
+	} else {
+		changed, err = s.Realise(ctx, ir, plan)
+	}
+	if err == nil {
+		a.inc.stageDone(i)
+	}
+	return changed, err
+}
+
+// appliedState is what the last reconcile left in place, so that the next one skips
+// what did not change.
+type appliedState struct {
+	meters []offload.Meter      // the compiler's meters, prepared and pruned
+	qos    []offload.OVSPortQoS // the OVSDB QoS applied
+	vhu    int                  // vhost-user ports wanted
+	counts map[tableKey]int     // flows per bridge table (metrics)
+}
+
+type tableKey struct {
+	bridge string
+	table  uint8
+}
+
+// takeOVSIDs returns the iface-ids whose OVS interface changed since the last call.
+func (a *Agent) takeOVSIDs() map[string]struct{} {
+	a.evMu.Lock()
+	defer a.evMu.Unlock()
+	out := a.ovsIDs
+	a.ovsIDs = map[string]struct{}{}
+	return out
+}
+
+// countFlows returns the installed flows per bridge table: counted in full after a
+// full reconcile, kept up to date by each delta otherwise.
+func (a *Agent) countFlows(full bool, delta *offload.Delta) []metrics.FlowCount {
+	if full || a.applied.counts == nil {
+		a.applied.counts = map[tableKey]int{}
+		for _, t := range a.comp.TableCounts() {
+			a.applied.counts[tableKey{t.Bridge, t.Table}] = t.Flows
+		}
+	} else if delta != nil && !delta.Empty() {
+		for _, f := range delta.Add {
+			a.applied.counts[tableKey{f.Bridge, f.Table}]++
+		}
+		for _, f := range delta.Delete {
+			k := tableKey{f.Bridge, f.Table}
+			if a.applied.counts[k]--; a.applied.counts[k] <= 0 {
+				delete(a.applied.counts, k)
+			}
+		}
+	} else {
+		return a.flowCounts
+	}
+	out := make([]metrics.FlowCount, 0, len(a.applied.counts))
+	for k, n := range a.applied.counts {
+		out = append(out, metrics.FlowCount{Bridge: k.bridge, Table: int(k.table), Backend: offload.BackendOpenFlow, Flows: n})
+	}
+	slices.SortFunc(out, func(x, y metrics.FlowCount) int {
+		return cmp.Or(strings.Compare(x.Bridge, y.Bridge), cmp.Compare(x.Table, y.Table))
+	})
+	return out
 }
 
 // abortOnOVSDBLoss returns ctx cancelled (cause errOVSDBDown) as soon as the OVSDB
@@ -255,7 +366,8 @@ func (a *Agent) build(ctx context.Context, snap offload.Snapshot, vteps map[stri
 // ensureVhostUser creates the vhost-user ports of vhost-user tenant ports bound here
 // (the agent plugs these itself, as Neutron's OVS agent does for OVS-DPDK) and removes
 // the ones whose tenant port is gone or bound elsewhere. One OVSDB transaction each way.
-func (a *Agent) ensureVhostUser(ctx context.Context, st *controlplane.State) error {
+// Between full reconciles it skips OVS when no vhost-user port was or is wanted.
+func (a *Agent) ensureVhostUser(ctx context.Context, st *controlplane.State, full bool) error {
 	want := map[string]ovsdpdk.Port{}
 	for i := range st.Ports {
 		p := &st.Ports[i]
@@ -263,6 +375,9 @@ func (a *Agent) ensureVhostUser(ctx context.Context, st *controlplane.State) err
 			n := vhostUserName(p.ID)
 			want[n] = ovsdpdk.Port{Name: n, Type: ovsdpdk.PortVhostUser, IfaceID: p.ID, MAC: p.MACAddress}
 		}
+	}
+	if !full && len(want) == 0 && a.applied.vhu == 0 {
+		return nil
 	}
 	have, err := a.d.Ports.PortList(ctx)
 	if err != nil {
@@ -279,43 +394,6 @@ func (a *Agent) ensureVhostUser(ctx context.Context, st *controlplane.State) err
 			return fmt.Errorf("remove vhost-user ports: %w", err)
 		}
 	}
+	a.applied.vhu = len(want)
 	return nil
-}
-
-// writeBindings writes each bound port's binding and status where they changed.
-func (a *Agent) writeBindings(ctx context.Context, st *controlplane.State, plan *offload.Plan) (int, error) {
-	attached, err := a.d.Ports.Attached(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("read attached ports: %w", err)
-	}
-	byIface := make(map[string]*ovsdpdk.PortStatus, len(attached))
-	for i := range attached {
-		byIface[attached[i].IfaceID] = &attached[i]
-	}
-	unbound := map[string]bool{}
-	for _, id := range a.comp.Unbound() {
-		unbound[id] = true
-	}
-	n := 0
-	var errs []error
-	for i := range st.Ports {
-		p := &st.Ports[i]
-		if p.HostID != a.cfg.Host {
-			continue
-		}
-		v := portView{port: p, plan: plan.Port(p.ID), status: byIface[p.ID]}
-		v.flowsIn = v.plan != nil && !unbound[p.ID]
-		b := a.binding(v)
-		if controlplane.BindingHolds(p, b) {
-			continue // what the store has: no write, no transaction
-		}
-		wrote, err := a.d.State.SetPortBinding(ctx, a.cfg.Host, p.ID, b)
-		if err != nil && !errors.Is(err, controlplane.ErrNotFound) {
-			errs = append(errs, err)
-		}
-		if wrote {
-			n++
-		}
-	}
-	return n, errors.Join(errs...)
 }

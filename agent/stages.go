@@ -11,6 +11,16 @@ import (
 	"github.com/offlane/offlane/offload"
 )
 
+// ChangeStage is a Stage that can use what changed since the IR it last saw: the agent
+// calls RealiseChanges instead of Realise between full reconciles, with the change set
+// from that IR to ir (offload.DiffChanges); ch is nil when anything may have changed (a
+// full reconcile, the first one, one after an error), and the stage then does all of
+// Realise's work.
+type ChangeStage interface {
+	Stage
+	RealiseChanges(ctx context.Context, ir *offload.IR, plan *offload.Plan, ch *offload.Changes) (changed bool, err error)
+}
+
 // DHCPStage runs the node's DHCP servers (package kernel/dhcp): a qdhcp namespace per
 // network with a DHCP port, plugged into the integration bridge.
 type DHCPStage struct{ Manager *dhcp.Manager }
@@ -20,13 +30,21 @@ func (DHCPStage) Name() string { return "dhcp" }
 
 // Realise implements Stage: changed when a DHCP port had no OpenFlow port yet (the
 // manager may just have plugged it).
-func (s DHCPStage) Realise(ctx context.Context, ir *offload.IR, _ *offload.Plan) (bool, error) {
+func (s DHCPStage) Realise(ctx context.Context, ir *offload.IR, plan *offload.Plan) (bool, error) {
+	return s.RealiseChanges(ctx, ir, plan, nil)
+}
+
+// RealiseChanges implements ChangeStage (dhcp.Manager.ReconcileChanges: only the
+// networks ch reaches, nothing at all when it reaches none); changed as Realise.
+func (s DHCPStage) RealiseChanges(ctx context.Context, ir *offload.IR, _ *offload.Plan, ch *offload.Changes) (bool, error) {
 	unplugged := false
 	for _, dp := range ir.DHCPPorts {
 		unplugged = unplugged || dp.OFPort == 0
 	}
-	return unplugged, s.Manager.Reconcile(ctx, ir)
+	return unplugged, s.Manager.ReconcileChanges(ctx, ir, ch)
 }
+
+var _ ChangeStage = DHCPStage{}
 
 // RouterStage realises the routers the plan puts on nftables (package kernel): a
 // qrouter namespace each, with qr-/qg- ports on the integration bridge and one atomic

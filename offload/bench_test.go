@@ -204,6 +204,7 @@ func BenchmarkCompileFull(b *testing.B) {
 	b.ReportMetric(float64(flows)/float64(len(ir.Ports)), "flows/port")
 	b.ReportMetric(peak, "peak-MB")
 	b.ReportMetric(retained, "retained-MB")
+	b.ReportMetric(retained*(1<<20)/float64(flows), "retained-B/flow")
 	b.ReportMetric(perOp/2.0, "x-of-2s-target")
 	b.ReportMetric(cpu, "cpu-s/op")
 	b.ReportMetric(peak/200, "x-of-200MB-target")

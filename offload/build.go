@@ -121,62 +121,13 @@ func Build(in BuildInput) (*IR, error) {
 	}
 
 	// Remote ports on this node's segments, and the address sets.
-	referenced := map[string]bool{}
-	for _, sg := range ir.SecurityGroups {
-		for _, r := range sg.Rules {
-			if r.RemoteGroupID != "" {
-				referenced[r.RemoteGroupID] = true
-			}
-		}
-	}
-	noVTEP := map[string]bool{}
+	referenced := referencedGroups(ir.SecurityGroups)
 	for i := range in.Snapshot.Ports {
-		cp := &in.Snapshot.Ports[i]
-		remote := cp.HostID != in.Host && cp.HostID != "" && !boundHere(cp, in)
-		seg := ir.Segments[cp.NetworkID]
-		var groups []string
-		for _, g := range cp.SecurityGroups {
-			if referenced[g] {
-				groups = append(groups, g)
-			}
-		}
-		if (!remote || seg == nil) && len(groups) == 0 {
-			continue
-		}
-		mac, ips, err := portAddrs(cp)
-		if err != nil {
+		if err := addRemote(&in.Snapshot.Ports[i], in, ir, referenced); err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		if remote && seg != nil && mac != "" {
-			rp := &RemotePort{ID: cp.ID, NetworkID: cp.NetworkID, Host: cp.HostID, MAC: mac, IPs: ips}
-			if v, ok := in.VTEPs[cp.HostID]; ok && v.IsValid() {
-				rp.VTEP = v
-			} else if IsTunnel(seg.Type) && !noVTEP[cp.HostID] {
-				noVTEP[cp.HostID] = true
-				ir.Warnings = append(ir.Warnings, fmt.Sprintf("host %s has ports on %s network %s but no known VTEP: its ports are unreachable over the overlay", cp.HostID, seg.Type, seg.NetworkID))
-			}
-			ir.RemotePorts[rp.ID] = rp
-		}
-		if len(groups) > 0 {
-			sort.Strings(groups)
-			m := &Member{PortID: cp.ID, Groups: slices.Compact(groups)}
-			for _, ip := range ips {
-				m.Addresses = append(m.Addresses, netip.PrefixFrom(ip, ip.BitLen()))
-			}
-			pairs, err := addressPairs(cp, mac)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, ap := range pairs {
-				m.Addresses = append(m.Addresses, ap.Prefix)
-			}
-			sortPrefixes(m.Addresses)
-			m.Addresses = slices.Compact(m.Addresses)
-			ir.Members[m.PortID] = m
 		}
 	}
+	ir.Warnings = append(ir.Warnings, vtepWarnings(in, ir.Segments)...)
 	errs = append(errs, buildQoS(in, ir)...)  // build_qos.go
 	errs = append(errs, buildDHCP(in, ir)...) // build_dhcp.go
 	sort.Strings(ir.Warnings)
@@ -184,6 +135,93 @@ func Build(in BuildInput) (*IR, error) {
 		return nil, errors.Join(errs...)
 	}
 	return ir, nil
+}
+
+// referencedGroups is the set of groups some rule of sgs names as its remote group.
+func referencedGroups(sgs map[string]*SecurityGroup) map[string]bool {
+	referenced := map[string]bool{}
+	for _, sg := range sgs {
+		for _, r := range sg.Rules {
+			if r.RemoteGroupID != "" {
+				referenced[r.RemoteGroupID] = true
+			}
+		}
+	}
+	return referenced
+}
+
+// addRemote adds port cp's share of the remote side to ir: its RemotePort when it is
+// bound to another host and on one of ir's segments, its Member when it is in a group
+// referenced names (a remote group of some rule of ir's groups). Build calls it for every
+// port, BuildChanges for the changed ones.
+func addRemote(cp *controlplane.Port, in BuildInput, ir *IR, referenced map[string]bool) error {
+	remote := cp.HostID != in.Host && cp.HostID != "" && !boundHere(cp, in)
+	seg := ir.Segments[cp.NetworkID]
+	var groups []string
+	for _, g := range cp.SecurityGroups {
+		if referenced[g] {
+			groups = append(groups, g)
+		}
+	}
+	if (!remote || seg == nil) && len(groups) == 0 {
+		return nil
+	}
+	mac, ips, err := portAddrs(cp)
+	if err != nil {
+		return err
+	}
+	if remote && seg != nil && mac != "" {
+		rp := &RemotePort{ID: cp.ID, NetworkID: cp.NetworkID, Host: cp.HostID, MAC: mac, IPs: ips}
+		if v, ok := in.VTEPs[cp.HostID]; ok && v.IsValid() {
+			rp.VTEP = v
+		}
+		ir.RemotePorts[rp.ID] = rp
+	}
+	if len(groups) > 0 {
+		sort.Strings(groups)
+		m := &Member{PortID: cp.ID, Groups: slices.Compact(groups)}
+		for _, ip := range ips {
+			m.Addresses = append(m.Addresses, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+		pairs, err := addressPairs(cp, mac)
+		if err != nil {
+			return err
+		}
+		for _, ap := range pairs {
+			m.Addresses = append(m.Addresses, ap.Prefix)
+		}
+		sortPrefixes(m.Addresses)
+		m.Addresses = slices.Compact(m.Addresses)
+		ir.Members[m.PortID] = m
+	}
+	return nil
+}
+
+// vtepWarnings warns once per host that has remote ports (RemotePorts, as addRemote makes
+// them) on a tunnel segment of segs but no known VTEP, naming the segment of its first
+// such port in Snapshot order.
+func vtepWarnings(in BuildInput, segs map[string]*Segment) []string {
+	var out []string
+	var warned map[string]bool
+	for i := range in.Snapshot.Ports {
+		cp := &in.Snapshot.Ports[i]
+		if cp.HostID == in.Host || cp.HostID == "" || cp.MACAddress == "" || warned[cp.HostID] || boundHere(cp, in) {
+			continue
+		}
+		seg := segs[cp.NetworkID]
+		if seg == nil || !IsTunnel(seg.Type) {
+			continue
+		}
+		if v, ok := in.VTEPs[cp.HostID]; ok && v.IsValid() {
+			continue
+		}
+		if warned == nil {
+			warned = map[string]bool{}
+		}
+		warned[cp.HostID] = true
+		out = append(out, fmt.Sprintf("host %s has ports on %s network %s but no known VTEP: its ports are unreachable over the overlay", cp.HostID, seg.Type, seg.NetworkID))
+	}
+	return out
 }
 
 // boundHere reports whether a port is local to this node: bound here (binding:host_id),

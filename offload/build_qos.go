@@ -42,10 +42,7 @@ func buildQoS(in BuildInput, ir *IR) []error {
 		if p == nil || trusted(p.DeviceOwner) {
 			continue
 		}
-		id, where := netPolicy[cp.NetworkID], "network "+cp.NetworkID+" qos_policy_id"
-		if cp.QoSPolicyID != nil && *cp.QoSPolicyID != "" {
-			id, where = *cp.QoSPolicyID, "qos_policy_id"
-		}
+		id, where := portQoSPolicy(cp, netPolicy[cp.NetworkID])
 		if id == "" {
 			continue
 		}
@@ -65,6 +62,15 @@ func buildQoS(in BuildInput, ir *IR) []error {
 		p.QoSPolicyID = id // p is Build's own until Build returns
 	}
 	return errs
+}
+
+// portQoSPolicy is a port's effective QoS policy ID (its own qos_policy_id, else its
+// network's, netPolicy; "" for none) and the field it came from, for errors.
+func portQoSPolicy(cp *controlplane.Port, netPolicy string) (id, where string) {
+	if cp.QoSPolicyID != nil && *cp.QoSPolicyID != "" {
+		return *cp.QoSPolicyID, "qos_policy_id"
+	}
+	return netPolicy, "network " + cp.NetworkID + " qos_policy_id"
 }
 
 func buildQoSPolicy(cq *controlplane.QoSPolicy) (*QoSPolicy, error) {

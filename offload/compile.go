@@ -21,11 +21,9 @@ type Compiler struct {
 	layout NodeLayout
 	chunk  int
 
-	ir    *IR
-	plan  *Plan
-	modes map[string]portMode // compiled local ports only
-
-	portIdx    map[string]portIndex // where each local port sits in the indexes below
+	ir         *IR
+	plan       *Plan
+	portIdx    map[string]portIndex // compiled local ports: mode, place in the indexes below
 	netAll     map[string]set       // network → local ports
 	netPorts   map[string]set       // network → compiled local ports
 	netRemotes map[string]set       // network → remote ports
@@ -37,11 +35,14 @@ type Compiler struct {
 	qos        *qosState // units_qos.go
 	l3         *l3State  // units_l3.go
 
-	units   map[unitKey]*unitState
-	entries map[FlowKey]*entry
-	origins map[uint64]*originRef
-	started bool
-	gen     uint64 // apply generation
+	units    map[unitKey]unitState
+	flows    flowTable // flowtable.go
+	bridges  []string  // cflow.bridge → name
+	shared   map[string]*sharedActions
+	hashMask uint64 // flowTable.mask
+	origins  map[uint64]originRef
+	clashes  map[uint64][]Origin // further origins of a cookie (hash collisions)
+	started  bool
 
 	// During an Update: what to compare (changes.go); scoped false compares everything.
 	ch     *Changes
@@ -77,9 +78,9 @@ type portMode struct {
 }
 
 type portIndex struct {
-	net      string
-	compiled bool
-	sgs      []string
+	net  string
+	sgs  []string
+	mode portMode
 }
 
 // conjKey names one conjunctive match: a security group's rules of one direction
@@ -92,53 +93,15 @@ type unitKey struct {
 }
 
 type unitState struct {
-	flows   []Flow
-	entries []*entry // entries[i] holds flows[i]
-	origins []Origin
+	flows   []cflow
+	origins []Origin // nil: the unit's own object only (unitKey.origin)
 }
 
-// entry is one flow key: the unit flows that claim it and their merge.
-type entry struct {
-	key      FlowKey
-	first    *Flow   // the usual single contributor
-	more     []*Flow // further contributors (merged conjunctions, conflicts)
-	merged   *Flow
-	conflict bool
-	stamp    uint64 // the apply generation that last touched the entry
-	was      *Flow  // merged as it was before that apply
-}
-
-func (e *entry) add(f *Flow) {
-	if e.first == nil {
-		e.first = f
-	} else {
-		e.more = append(e.more, f)
-	}
-}
-
-func (e *entry) remove(f *Flow) {
-	if e.first == f {
-		if n := len(e.more); n > 0 {
-			e.first, e.more = e.more[n-1], e.more[:n-1]
-		} else {
-			e.first = nil
-		}
-		return
-	}
-	e.more = slices.DeleteFunc(e.more, func(x *Flow) bool { return x == f })
-}
-
-func (e *entry) contribs() []*Flow {
-	if len(e.more) == 0 {
-		return []*Flow{e.first}
-	}
-	return append([]*Flow{e.first}, e.more...)
-}
+func (u unitKey) origin() Origin { return Origin{Kind: u.kind, ID: u.id} }
 
 type originRef struct {
-	o         Origin
-	n         int
-	collision []Origin
+	o Origin
+	n int // units naming it
 }
 
 // CompilerOption tunes a Compiler.
@@ -160,7 +123,7 @@ func NewCompiler(layout NodeLayout, opts ...CompilerOption) (*Compiler, error) {
 	if err := layout.validate(); err != nil {
 		return nil, err
 	}
-	c := &Compiler{layout: layout, chunk: floodChunk}
+	c := &Compiler{layout: layout, chunk: floodChunk, hashMask: ^uint64(0)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -171,7 +134,6 @@ func NewCompiler(layout NodeLayout, opts ...CompilerOption) (*Compiler, error) {
 func (c *Compiler) reset() {
 	c.ir = &IR{}
 	c.plan = &Plan{}
-	c.modes = map[string]portMode{}
 	c.portIdx = map[string]portIndex{}
 	c.netAll, c.netPorts, c.netRemotes = map[string]set{}, map[string]set{}, map[string]set{}
 	c.sgPorts, c.groupMems = map[string]set{}, map[string]set{}
@@ -179,9 +141,11 @@ func (c *Compiler) reset() {
 	c.conjIDs = map[conjKey]uint32{}
 	c.qos = newQoSState()
 	c.l3 = newL3State()
-	c.units = map[unitKey]*unitState{}
-	c.entries = map[FlowKey]*entry{}
-	c.origins = map[uint64]*originRef{}
+	c.units = map[unitKey]unitState{}
+	c.flows = newFlowTable(0, c.hashMask)
+	c.shared = map[string]*sharedActions{}
+	c.origins = map[uint64]originRef{}
+	c.clashes = map[uint64][]Origin{}
 	c.started = false
 }
 
@@ -275,8 +239,8 @@ func (c *Compiler) UpdateChanges(ir *IR, plan *Plan, ch *Changes) (*Delta, error
 		d.unit(unitKey{KindNode, nodeOriginID})
 		c.started = true
 		// about 18 flows per local port, 2 per address-set member: size the maps once
-		c.entries = make(map[FlowKey]*entry, 18*len(ir.Ports)+2*len(ir.Members)+64)
-		c.units = make(map[unitKey]*unitState, len(ir.Ports)+len(ir.RemotePorts)+len(ir.Members)+len(ir.Segments)+len(ir.SecurityGroups)+1)
+		c.flows = newFlowTable(18*len(ir.Ports)+2*len(ir.Members)+64, c.hashMask)
+		c.units = make(map[unitKey]unitState, len(ir.Ports)+len(ir.RemotePorts)+len(ir.Members)+len(ir.Segments)+len(ir.SecurityGroups)+1)
 	}
 	old, oldPlan := c.ir, c.plan
 	c.ir, c.plan = ir, plan
@@ -409,7 +373,7 @@ func (c *Compiler) UpdateChanges(ir *IR, plan *Plan, ch *Changes) (*Delta, error
 // reindexPort re-evaluates a local port's mode and its place in the indexes.
 func (c *Compiler) reindexPort(id string, d *dirty, sgUse set) {
 	prev := c.portIdx[id]
-	if prev.compiled {
+	if prev.mode.compiled {
 		setDel(c.netPorts, prev.net, id)
 		d.unit(unitKey{KindNetwork, prev.net})
 	}
@@ -419,16 +383,14 @@ func (c *Compiler) reindexPort(id string, d *dirty, sgUse set) {
 	}
 	p := c.ir.Ports[id]
 	m := c.mode(p)
-	if m != c.modes[id] {
+	if m != prev.mode {
 		d.unit(unitKey{KindPort, id})
 	}
 	if !m.compiled {
-		delete(c.modes, id)
 		delete(c.portIdx, id)
 		return
 	}
-	c.modes[id] = m
-	idx := portIndex{net: p.NetworkID, compiled: true}
+	idx := portIndex{net: p.NetworkID, mode: m}
 	setAdd(c.netPorts, p.NetworkID, id)
 	d.unit(unitKey{KindNetwork, p.NetworkID})
 	if m.sg {
@@ -560,14 +522,13 @@ func planChanges(a, b *Plan, fn func(id string)) {
 
 // apply recompiles the dirty units and merges their flows, returning the delta.
 func (c *Compiler) apply(d *dirty) *Delta {
-	c.gen++
-	gen := c.gen
-	touched := make([]*entry, 0, 16*len(d.units))
-	touch := func(e *entry) {
-		if e.stamp != gen {
-			e.stamp, e.was = gen, e.merged
-			touched = append(touched, e)
-		}
+	t := &c.flows
+	// was holds each key the apply touches with its flow before (nil: none). When the
+	// table starts empty every flow is new: no need to remember anything.
+	fresh := t.len() == 0
+	var was map[flowKey]*cflow
+	if !fresh {
+		was = make(map[flowKey]*cflow, 16*len(d.units))
 	}
 	for u := range d.units {
 		var em *emitter
@@ -589,11 +550,21 @@ func (c *Compiler) apply(d *dirty) *Delta {
 		case KindRouter, KindFloatingIP, kindL3Neigh, kindL3Net, kindL3Pipeline:
 			em = c.l3Flows(u) // units_l3.go
 		}
-		if old := c.units[u]; old != nil {
+		if old, ok := c.units[u]; ok {
 			for i := range old.flows {
-				e := old.entries[i]
-				touch(e)
-				e.remove(&old.flows[i])
+				f := &old.flows[i]
+				k := f.key()
+				cur, h := t.lookup(k)
+				if _, ok := was[k]; !ok && !fresh {
+					was[k] = cur
+				}
+				t.unclaim(k, h, cur, f)
+				if f.shared {
+					c.unshare(f.actions)
+				}
+			}
+			if old.origins == nil {
+				c.originDel(u.origin())
 			}
 			for _, o := range old.origins {
 				c.originDel(o)
@@ -603,43 +574,51 @@ func (c *Compiler) apply(d *dirty) *Delta {
 		if em == nil || len(em.flows) == 0 {
 			continue
 		}
-		st := &unitState{flows: em.flows, origins: em.origins, entries: make([]*entry, len(em.flows))}
-		c.units[u] = st
+		st := unitState{flows: c.unitFlows(em), origins: em.origins}
 		for _, o := range st.origins {
 			c.originAdd(o)
 		}
+		if len(st.origins) == 1 && st.origins[0] == u.origin() {
+			st.origins = nil
+		} else if st.origins == nil {
+			st.origins = []Origin{} // none: not the unit's own
+		}
+		c.units[u] = st
 		for i := range st.flows {
 			f := &st.flows[i]
-			k := f.Key()
-			e := c.entries[k]
-			if e == nil {
-				e = &entry{key: k}
-				c.entries[k] = e
+			k := f.key()
+			cur, h := t.lookup(k)
+			if !fresh {
+				if _, ok := was[k]; !ok {
+					was[k] = cur
+				}
 			}
-			touch(e)
-			e.add(f)
-			st.entries[i] = e
+			t.claim(k, h, cur, f)
 		}
 	}
 	delta := &Delta{}
-	for _, e := range touched {
-		var now *Flow
-		if e.first == nil {
-			delete(c.entries, e.key)
-			e.merged = nil
-		} else {
-			e.merged, e.conflict = merge(e.first, e.more)
-			now = e.merged
+	if fresh {
+		for k := range t.multi {
+			t.settle(k)
 		}
-		was := e.was
-		e.was = nil
+		delta.Add = make([]Flow, 0, t.len())
+		for f := range t.all {
+			delta.Add = append(delta.Add, c.flow(f))
+		}
+		return delta
+	}
+	for k, w := range was {
+		now := t.get(k)
+		if now != nil && now.multi {
+			now = t.settle(k)
+		}
 		switch {
-		case was == nil && now != nil:
-			delta.Add = append(delta.Add, *now)
-		case was != nil && now == nil:
-			delta.Delete = append(delta.Delete, *was)
-		case was != nil && now != nil && (was.Cookie != now.Cookie || was.Actions != now.Actions):
-			delta.Modify = append(delta.Modify, *now)
+		case w == nil && now != nil:
+			delta.Add = append(delta.Add, c.flow(now))
+		case w != nil && now == nil:
+			delta.Delete = append(delta.Delete, c.flow(w))
+		case w != nil && now != nil && (w.cookie != now.cookie || w.actions != now.actions):
+			delta.Modify = append(delta.Modify, c.flow(now))
 		}
 	}
 	return delta
@@ -648,23 +627,23 @@ func (c *Compiler) apply(d *dirty) *Delta {
 // rebuild recompiles everything from scratch and returns the delta from the previous
 // flows.
 func (c *Compiler) rebuild(ir *IR, plan *Plan) *Delta {
-	prev := make(map[FlowKey]Flow, len(c.entries))
-	for k, e := range c.entries {
-		prev[k] = *e.merged
-	}
+	prev := c.flows
 	c.reset()
-	full, _ := c.Update(ir, plan) // cannot fail: ir and plan were checked
+	_, _ = c.Update(ir, plan) // cannot fail: ir and plan were checked
 	delta := &Delta{}
-	for _, f := range full.Add {
-		if p, ok := prev[f.Key()]; !ok {
-			delta.Add = append(delta.Add, f)
-		} else if p.Cookie != f.Cookie || p.Actions != f.Actions {
-			delta.Modify = append(delta.Modify, f)
+	for f := range c.flows.all {
+		k := f.key()
+		if p := prev.get(k); p == nil {
+			delta.Add = append(delta.Add, c.flow(f))
+		} else {
+			if p.cookie != f.cookie || p.actions != f.actions {
+				delta.Modify = append(delta.Modify, c.flow(f))
+			}
+			prev.del(k)
 		}
-		delete(prev, f.Key())
 	}
-	for _, f := range prev {
-		delta.Delete = append(delta.Delete, f)
+	for f := range prev.all {
+		delta.Delete = append(delta.Delete, c.flow(f))
 	}
 	sortFlows(delta.Add)
 	sortFlows(delta.Modify)
@@ -675,37 +654,35 @@ func (c *Compiler) rebuild(ir *IR, plan *Plan) *Delta {
 // merge combines the flows several units produced with one key: conjunction clauses
 // are united (OVS wants one flow per match and priority), identical flows deduplicated.
 // Anything else is a conflict (e.g. two ports with one MAC on one network): the flow
-// with the lowest cookie wins, deterministically.
-func merge(first *Flow, more []*Flow) (*Flow, bool) {
-	if len(more) == 0 {
-		return first, false
-	}
-	fs := append([]*Flow{first}, more...)
+// with the lowest cookie wins, deterministically. The result is a new cflow marked
+// multi.
+func merge(fs []*cflow) (*cflow, bool) {
 	best := fs[0]
 	allConj, same := true, true
 	for _, f := range fs {
-		if f.Cookie < best.Cookie || f.Cookie == best.Cookie && f.Actions < best.Actions {
+		if f.cookie < best.cookie || f.cookie == best.cookie && f.actions < best.actions {
 			best = f
 		}
-		if !strings.HasPrefix(f.Actions, "conjunction(") {
+		if !strings.HasPrefix(f.actions, "conjunction(") {
 			allConj = false
 		}
-		if f.Actions != fs[0].Actions {
+		if f.actions != fs[0].actions {
 			same = false
 		}
 	}
+	m := *best
+	m.multi, m.shared = true, false
 	if same {
-		return best, false
+		return &m, false
 	}
 	if !allConj {
-		return best, true
+		return &m, true
 	}
 	var acts []string
 	for _, f := range fs {
-		acts = append(acts, splitConj(f.Actions)...)
+		acts = append(acts, splitConj(f.actions)...)
 	}
-	m := *best
-	m.Actions = joinActions(sortConj(acts)...)
+	m.actions = joinActions(sortConj(acts)...)
 	return &m, false
 }
 
@@ -725,41 +702,44 @@ func splitConj(s string) []string {
 
 func (c *Compiler) originAdd(o Origin) {
 	ck := CookieFor(o.Kind, o.ID)
-	r := c.origins[ck]
-	if r == nil {
-		c.origins[ck] = &originRef{o: o, n: 1}
+	r, ok := c.origins[ck]
+	if !ok {
+		c.origins[ck] = originRef{o: o, n: 1}
 		return
 	}
-	if r.o != o && !slices.Contains(r.collision, o) {
-		r.collision = append(r.collision, o)
+	if r.o != o && !slices.Contains(c.clashes[ck], o) {
+		c.clashes[ck] = append(c.clashes[ck], o)
 	}
 	r.n++
+	c.origins[ck] = r
 }
 
 func (c *Compiler) originDel(o Origin) {
 	ck := CookieFor(o.Kind, o.ID)
-	r := c.origins[ck]
-	if r == nil {
+	r, ok := c.origins[ck]
+	if !ok {
 		return
 	}
-	r.n--
-	if r.n <= 0 {
+	if r.n--; r.n <= 0 {
 		delete(c.origins, ck)
+		delete(c.clashes, ck)
+		return
 	}
+	c.origins[ck] = r
 }
 
 // Flows returns every flow, sorted by bridge, table, priority (highest first), match.
 func (c *Compiler) Flows() []Flow {
-	out := make([]Flow, 0, len(c.entries))
-	for _, e := range c.entries {
-		out = append(out, *e.merged)
+	out := make([]Flow, 0, c.flows.len())
+	for f := range c.flows.all {
+		out = append(out, c.flow(f))
 	}
 	sortFlows(out)
 	return out
 }
 
 // Len is the number of flows.
-func (c *Compiler) Len() int { return len(c.entries) }
+func (c *Compiler) Len() int { return c.flows.len() }
 
 // SortFlows sorts flows by bridge, table, priority (highest first) and match, the
 // order of Compiler.Flows and of `ovs-ofctl dump-flows` per table.
@@ -783,11 +763,8 @@ func compareFlows(a, b Flow) int {
 
 // Origin returns the object a cookie stands for.
 func (c *Compiler) Origin(cookie uint64) (Origin, bool) {
-	r := c.origins[cookie]
-	if r == nil {
-		return Origin{}, false
-	}
-	return r.o, true
+	r, ok := c.origins[cookie]
+	return r.o, ok
 }
 
 // Origins returns the cookie → origin table of the current flows (for explain).
@@ -836,14 +813,13 @@ func (cf Conflict) String() string {
 // Conflicts lists the conflicts of the current flows, sorted.
 func (c *Compiler) Conflicts() []Conflict {
 	var out []Conflict
-	for k, e := range c.entries {
-		if !e.conflict {
+	for k, m := range c.flows.multi {
+		if !m.conflict {
 			continue
 		}
-		k := k
-		cf := Conflict{Flow: &k}
-		for _, f := range e.contribs() {
-			if o, ok := c.Origin(f.Cookie); ok && !slices.Contains(cf.Origins, o) {
+		cf := Conflict{Flow: &FlowKey{Bridge: c.bridges[k.bridge], Table: k.table, Priority: k.prio, Match: k.match}}
+		for _, f := range m.contribs {
+			if o, ok := c.Origin(f.cookie); ok && !slices.Contains(cf.Origins, o) {
 				cf.Origins = append(cf.Origins, o)
 			}
 		}
@@ -855,10 +831,8 @@ func (c *Compiler) Conflicts() []Conflict {
 		})
 		out = append(out, cf)
 	}
-	for ck, r := range c.origins {
-		if len(r.collision) > 0 {
-			out = append(out, Conflict{Cookie: ck, Origins: append([]Origin{r.o}, r.collision...)})
-		}
+	for ck, more := range c.clashes {
+		out = append(out, Conflict{Cookie: ck, Origins: append([]Origin{c.origins[ck].o}, more...)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
@@ -873,9 +847,9 @@ func (c *Compiler) FlowsFrom(origins ...Origin) []Flow {
 		want[CookieFor(o.Kind, o.ID)] = true
 	}
 	var out []Flow
-	for _, e := range c.entries {
-		if want[e.merged.Cookie] {
-			out = append(out, *e.merged)
+	for f := range c.flows.all {
+		if want[f.cookie] {
+			out = append(out, c.flow(f))
 		}
 	}
 	SortFlows(out)

@@ -16,16 +16,16 @@ type TableCount struct {
 // metrics after every reconcile), sorted by bridge then table.
 func (c *Compiler) TableCounts() []TableCount {
 	type key struct {
-		bridge string
+		bridge uint16
 		table  uint8
 	}
 	n := map[key]int{}
-	for _, e := range c.entries {
-		n[key{e.merged.Bridge, e.merged.Table}]++
+	for f := range c.flows.all {
+		n[key{f.bridge, f.table}]++
 	}
 	out := make([]TableCount, 0, len(n))
 	for k, v := range n {
-		out = append(out, TableCount{Bridge: k.bridge, Table: k.table, Flows: v})
+		out = append(out, TableCount{Bridge: c.bridges[k.bridge], Table: k.table, Flows: v})
 	}
 	slices.SortFunc(out, func(a, b TableCount) int {
 		return cmp.Or(cmp.Compare(a.Bridge, b.Bridge), cmp.Compare(a.Table, b.Table))

@@ -272,26 +272,23 @@ func (m *match) addKV(rank int, key string, fn func([]byte) []byte) *match {
 	return m.end()
 }
 
-func (m *match) String() string {
+func (m *match) String() string { return string(m.appendTo(nil)) }
+
+// appendTo appends the match's text to b.
+func (m *match) appendTo(b []byte) []byte {
 	// insertion sort: a handful of fields, stable.
 	for i := 1; i < len(m.f); i++ {
 		for j := i; j > 0 && m.f[j].rank < m.f[j-1].rank; j-- {
 			m.f[j], m.f[j-1] = m.f[j-1], m.f[j]
 		}
 	}
-	n := 0
-	for _, f := range m.f {
-		n += f.end - f.off + 1
-	}
-	var b strings.Builder
-	b.Grow(n)
 	for i, f := range m.f {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.Write(m.buf[f.off:f.end])
+		b = append(b, m.buf[f.off:f.end]...)
 	}
-	return b.String()
+	return b
 }
 
 func appendHex(v uint64) func([]byte) []byte {

@@ -168,8 +168,19 @@ func (pp *PortPlan) decision(f Feature) *Decision {
 func PlanNode(ir *IR, node *hwdetect.Node, layout NodeLayout) *Plan {
 	pl := &Plan{Host: ir.Host, Datapath: layout.Datapath, Ports: make([]PortPlan, 0, len(ir.Ports))}
 	l3 := newL3Index(ir) // plan_l3.go
+	// Most reasons repeat from port to port (per network, or the same everywhere): keep
+	// one copy of each (a 10,000-port plan holds 90,000 of them).
+	reasons := map[string]string{}
 	for _, id := range sortedKeys(ir.Ports) {
 		pp, _ := planPort(ir, id, node, layout, l3)
+		for i := range pp.Decisions {
+			r := pp.Decisions[i].Reason
+			if s, ok := reasons[r]; ok {
+				pp.Decisions[i].Reason = s
+			} else {
+				reasons[r] = r
+			}
+		}
 		pl.Ports = append(pl.Ports, pp)
 	}
 	pl.Routers = planRouters(ir, node, layout) // plan_l3.go
@@ -191,7 +202,8 @@ func planPort(ir *IR, id string, node *hwdetect.Node, layout NodeLayout, l3 *l3I
 	l2 := planL2(p, ir.Segments[p.NetworkID], node, layout)
 	ps := planPortSecurity(p, l2, layout)
 	sg := planSecurityGroups(p, ir, l2, ps, node, layout)
-	pp.Decisions = []Decision{l2.Decision, ps, sg}
+	pp.Decisions = make([]Decision, 3, len(Features))
+	pp.Decisions[0], pp.Decisions[1], pp.Decisions[2] = l2.Decision, ps, sg
 	pp.Decisions = append(pp.Decisions, planL3(p, ir, l3, l2, node, layout)...) // plan_l3.go
 	pp.Decisions = append(pp.Decisions, planQoS(p, ir, l2, node, layout)...)    // plan_qos.go
 	return pp, true
@@ -204,7 +216,11 @@ type l2Choice struct {
 }
 
 func none(f Feature, format string, a ...any) Decision {
-	return Decision{Feature: f, Backend: BackendNone, Reason: fmt.Sprintf(format, a...)}
+	r := format
+	if len(a) > 0 || strings.Contains(format, "%") {
+		r = fmt.Sprintf(format, a...)
+	}
+	return Decision{Feature: f, Backend: BackendNone, Reason: r}
 }
 
 func planL2(p *Port, seg *Segment, node *hwdetect.Node, lay NodeLayout) l2Choice {

@@ -105,8 +105,9 @@ func planQoS(p *Port, ir *IR, l2 l2Choice, node *hwdetect.Node, lay NodeLayout) 
 	feats := []Feature{FeatureQoSEgress, FeatureQoSIngress, FeatureDSCP, FeatureQoSMinimum}
 	all := func(format string, a ...any) []Decision {
 		out := make([]Decision, len(feats))
+		why := none(feats[0], format, a...).Reason // formatted once: the same reason for all
 		for i, f := range feats {
-			out[i] = none(f, format, a...)
+			out[i] = Decision{Feature: f, Backend: BackendNone, Reason: why}
 		}
 		return out
 	}

@@ -16,11 +16,23 @@ import (
 
 // emitter collects a unit's flows.
 type emitter struct {
-	flows   []Flow
+	flows   []emitted
+	text    []byte // the flows' match texts, one after the other
 	origins []Origin
 	bridge  string
 	cookie  uint64
 	free    []*match // matches to reuse (add returns them)
+}
+
+// emitted is a flow as a unit emits it: its match is text[off:end] of the emitter.
+type emitted struct {
+	bridge   string
+	actions  string
+	cookie   uint64
+	off, end uint32
+	prio     uint16
+	table    uint8
+	shared   bool // actions many units repeat: the compiler keeps one copy (flowtable.go)
 }
 
 // nm returns an empty match, reusing one add is done with.
@@ -40,18 +52,25 @@ func (e *emitter) from(kind Kind, id string) {
 }
 
 func newEmitter(bridge string, kind Kind, id string, capacity int) *emitter {
-	e := &emitter{bridge: bridge, flows: make([]Flow, 0, capacity)}
+	e := &emitter{bridge: bridge, flows: make([]emitted, 0, capacity), text: make([]byte, 0, 64*capacity)}
 	e.from(kind, id)
 	return e
 }
 
 func (e *emitter) add(table uint8, prio uint16, m *match, actions string) {
-	ms := ""
+	off := len(e.text)
 	if m != nil {
-		ms = m.String()
+		e.text = m.appendTo(e.text)
 		e.free = append(e.free, m)
 	}
-	e.flows = append(e.flows, Flow{Bridge: e.bridge, Table: table, Priority: prio, Cookie: e.cookie, Match: ms, Actions: actions})
+	e.flows = append(e.flows, emitted{bridge: e.bridge, actions: actions, cookie: e.cookie, off: uint32(off), end: uint32(len(e.text)), prio: prio, table: table})
+}
+
+// addShared is add for actions that many units repeat (a network's classification, a
+// group's conjunctions): the compiler keeps one copy of them.
+func (e *emitter) addShared(table uint8, prio uint16, m *match, actions string) {
+	e.add(table, prio, m, actions)
+	e.flows[len(e.flows)-1].shared = true
 }
 
 // nodeFlows: the fixed pipeline. Inputs: the layout.
@@ -300,7 +319,7 @@ func (c *Compiler) segmentVTEPs(id string) []netip.Addr {
 // conjunction IDs of its security groups.
 func (c *Compiler) portFlows(id string) *emitter {
 	p := c.ir.Ports[id]
-	m := c.modes[id]
+	m := c.portIdx[id].mode
 	if p == nil || !m.compiled {
 		return nil
 	}
@@ -320,14 +339,14 @@ func (c *Compiler) portFlows(id string) *emitter {
 		e.add(TableL2, prioPort, e.nm().reg(RegNetwork, z).dlDst(mac), joinActions(actSetReg(RegOutPort, o), actGoto(TableIngress)))
 	}
 	if !m.filtered {
-		e.add(TableClassify, prioPort, e.nm().inPort(o), joinActions(actSetReg(RegNetwork, z), actGoto(m.afterClassify(TableARPResponder))))
+		e.addShared(TableClassify, prioPort, e.nm().inPort(o), joinActions(actSetReg(RegNetwork, z), actGoto(m.afterClassify(TableARPResponder))))
 		e.add(TableIngress, prioPort, e.nm().reg(RegOutPort, o), actGoto(TableCommit))
 		return e
 	}
 	// A filtered port's frames must come from its MACs (so no flow after this one needs
 	// to check dl_src just to stop MAC spoofing).
 	for _, mac := range macs {
-		e.add(TableClassify, prioPort, e.nm().inPort(o).dlSrc(mac), joinActions(actSetReg(RegNetwork, z), actGoto(m.afterClassify(TablePortSecurity))))
+		e.addShared(TableClassify, prioPort, e.nm().inPort(o).dlSrc(mac), joinActions(actSetReg(RegNetwork, z), actGoto(m.afterClassify(TablePortSecurity))))
 	}
 
 	// Port security (egress). IP from the port's addresses goes on to the security
@@ -406,9 +425,9 @@ func (c *Compiler) portFlows(id string) *emitter {
 			}
 			acts = sortConj(acts)
 			if dir == Egress {
-				e.add(TableEgressSG, prioConj, e.nm().inPort(o), joinActions(acts...))
+				e.addShared(TableEgressSG, prioConj, e.nm().inPort(o), joinActions(acts...))
 			} else {
-				e.add(TableIngressSG, prioConj, e.nm().reg(RegOutPort, o), joinActions(acts...))
+				e.addShared(TableIngressSG, prioConj, e.nm().reg(RegOutPort, o), joinActions(acts...))
 			}
 		}
 	}
@@ -465,7 +484,7 @@ func (c *Compiler) remoteFlows(id string) *emitter {
 	z := int(seg.LocalVLAN)
 	e := newEmitter(c.layout.IntegrationBridge, KindRemotePort, id, 3)
 	// Known remote MACs go straight to the patch port (no flooding), ...
-	e.add(TableL2, prioPort, e.nm().reg(RegNetwork, z).dlDst(r.MAC), joinActions(actSetReg(RegOutPort, patch), actGoto(TableCommit)))
+	e.addShared(TableL2, prioPort, e.nm().reg(RegNetwork, z).dlDst(r.MAC), joinActions(actSetReg(RegOutPort, patch), actGoto(TableCommit)))
 	if !tunnel {
 		return e
 	}
@@ -611,14 +630,14 @@ func (c *Compiler) memberFlows(id string) *emitter {
 			if a.Bits() > 0 {
 				m.l3Src(a)
 			}
-			e.add(TableIngressSG, prioConj, m, joinActions(in...))
+			e.addShared(TableIngressSG, prioConj, m, joinActions(in...))
 		}
 		if len(eg) > 0 {
 			m := e.nm().proto(pick(a.Addr().Is4(), "ip", "ipv6"))
 			if a.Bits() > 0 {
 				m.l3Dst(a)
 			}
-			e.add(TableEgressSG, prioConj, m, joinActions(eg...))
+			e.addShared(TableEgressSG, prioConj, m, joinActions(eg...))
 		}
 	}
 	return e

@@ -196,7 +196,7 @@ func (c *Compiler) qosFlows(id string) *emitter {
 	q := c.qos
 	delete(q.meters, id)
 	p := c.ir.Ports[id]
-	m := c.modes[id]
+	m := c.portIdx[id].mode
 	if p == nil || !m.compiled || p.QoSPolicyID == "" {
 		return nil
 	}

@@ -16,41 +16,49 @@ import (
 // integration (os-vif style, `offlane vif plug`) added itself — with their status, sorted
 // by name. It reads the client's cache only.
 func (ps *Ports) Attached(ctx context.Context) ([]PortStatus, error) {
-	var brs []*vswitchd.Bridge
-	if err := ps.c.ovs.List(ctx, &brs); err != nil {
+	st, err := ps.c.view(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var ifaces []*vswitchd.Interface
-	if err := ps.c.ovs.WhereCache(func(i *vswitchd.Interface) bool { return i.ExternalIDs[KeyIfaceID] != "" }).List(ctx, &ifaces); err != nil {
-		return nil, err
+	names := make([]string, 0, len(st.Bridges))
+	for n := range st.Bridges {
+		names = append(names, n)
 	}
-	tagged := make(map[string]bool, len(ifaces))
-	for _, i := range ifaces {
-		tagged[i.UUID] = true
-	}
+	sort.Strings(names)
 	var out []PortStatus
-	for _, b := range brs {
-		for _, pu := range b.Ports {
-			hp := &vswitchd.Port{UUID: pu}
-			if err := ps.c.ovs.Get(ctx, hp); err != nil {
+	for _, bn := range names {
+		for _, pu := range st.Bridges[bn].Ports {
+			hp := st.Ports[pu]
+			if hp == nil {
 				continue
 			}
 			ok := false
 			for _, iu := range hp.Interfaces {
-				ok = ok || tagged[iu]
+				if i := st.Interfaces[iu]; i != nil && i.ExternalIDs[KeyIfaceID] != "" {
+					ok = true
+				}
 			}
-			if !ok {
-				continue
+			if ok {
+				out = append(out, statusOf(st, hp, bn))
 			}
-			st, err := ps.status(ctx, hp, b.Name)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, *st)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// AttachedIDs is Attached for the ports whose interfaces carry one of the iface-ids ids,
+// by iface-id: what a reconcile that changed a few ports needs, at the cost of those
+// ports (the client's tenant index).
+func (ps *Ports) AttachedIDs(ctx context.Context, ids map[string]struct{}) (map[string]PortStatus, error) {
+	if len(ids) == 0 {
+		return map[string]PortStatus{}, nil
+	}
+	idx, err := ps.c.index() // index.go
+	if err != nil {
+		return nil, err
+	}
+	return idx.statuses(ids), nil
 }
 
 // OnPortsChanged registers fn to run whenever an Interface row appears, goes away, or
@@ -60,10 +68,25 @@ func (ps *Ports) Attached(ctx context.Context) ([]PortStatus, error) {
 // Register before the events of interest; handlers cannot be removed (they live as long
 // as the client).
 func (c *Client) OnPortsChanged(fn func()) {
+	c.OnInterfacesChanged(func([]string) { fn() })
+}
+
+// OnInterfacesChanged is OnPortsChanged with the iface-ids (external_ids:iface-id) of the
+// interface rows before and after the change, when they have one.
+func (c *Client) OnInterfacesChanged(fn func(ifaceIDs []string)) {
+	ids := func(ms ...model.Model) []string {
+		var out []string
+		for _, m := range ms {
+			if i, ok := m.(*vswitchd.Interface); ok && i.ExternalIDs[KeyIfaceID] != "" {
+				out = append(out, i.ExternalIDs[KeyIfaceID])
+			}
+		}
+		return out
+	}
 	c.ovs.Cache().AddEventHandler(&cache.EventHandlerFuncs{
-		AddFunc: func(table string, _ model.Model) {
+		AddFunc: func(table string, m model.Model) {
 			if table == vswitchd.InterfaceTable {
-				fn()
+				fn(ids(m))
 			}
 		},
 		UpdateFunc: func(table string, old, cur model.Model) {
@@ -74,12 +97,12 @@ func (c *Client) OnPortsChanged(fn func()) {
 			n, ok2 := cur.(*vswitchd.Interface)
 			if !ok1 || !ok2 || !equalPtr(o.Ofport, n.Ofport) || !equalPtr(o.LinkState, n.LinkState) ||
 				!equalPtr(o.Error, n.Error) || !maps.Equal(o.ExternalIDs, n.ExternalIDs) {
-				fn()
+				fn(ids(old, cur))
 			}
 		},
-		DeleteFunc: func(table string, _ model.Model) {
+		DeleteFunc: func(table string, m model.Model) {
 			if table == vswitchd.InterfaceTable {
-				fn()
+				fn(ids(m))
 			}
 		},
 	})

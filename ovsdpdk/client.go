@@ -47,6 +47,9 @@ type Client struct {
 
 	writeMu sync.Mutex
 	txns    atomic.Int64
+
+	// idx follows the tenant interfaces through the cache's events (index.go)
+	idx *tenantIndex
 }
 
 // defaultBatch is the ports per transaction: large transactions amortise ovsdb-server's
@@ -105,6 +108,11 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		ovs.Close()
 		return nil, err
 	}
+	// the index's handler first: handlers run in the order they were added, so whoever
+	// is woken by an interface change (OnInterfacesChanged) finds the index past it
+	c.idx = newTenantIndex()
+	c.ovs.Cache().AddEventHandler(c.idx.handler())
+	c.idx.rebuild(c.ovs.Cache())
 	return c, nil
 }
 

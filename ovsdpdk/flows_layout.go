@@ -15,19 +15,32 @@ import (
 // OVSDB cache: the bridges `offlane node apply` made (found by their offlane-role tags,
 // so a renamed bridge is still found), the OpenFlow port numbers of their patch, tunnel
 // and uplink ports, and the OpenFlow port of every attached tenant port by its iface-id
-// (ports OVS has not numbered yet are left out: the compiler waits for them).
+// (ports OVS has not numbered yet are left out: the compiler waits for them). The tenant
+// map is shared until OVS changes: read it, do not change it.
 func (c *Client) FlowLayout(ctx context.Context) (offload.NodeLayout, map[string]int, error) {
-	st, err := c.Snapshot(ctx)
+	ovsRow, err := c.ovsRow(ctx)
 	if err != nil {
 		return offload.NodeLayout{}, nil, err
 	}
-	return FlowLayoutFrom(st)
+	idx, err := c.index() // index.go: the tenant ports kept up to date by the cache's events
+	if err != nil {
+		return offload.NodeLayout{}, nil, err
+	}
+	st := idx.layoutState()
+	st.OVS = ovsRow
+	l, _, err := FlowLayoutFrom(st)
+	if err != nil {
+		return l, nil, err
+	}
+	return l, idx.tenantPorts(), nil
 }
 
 // FlowLayoutFrom is FlowLayout on a snapshot (pure).
 func FlowLayoutFrom(st *State) (offload.NodeLayout, map[string]int, error) {
 	l := offload.NodeLayout{PhysnetBridges: map[string]string{}, PhysnetUplinks: map[string]string{}, OFPorts: map[string]int{}}
-	tenant := map[string]int{}
+	// tenant interfaces per bridge, found in the same pass as the layout's rows (one
+	// lookup per port and interface: this runs on every OVS change at 10,000 ports)
+	tenantOn := map[string]map[string]int{}
 	ifaceByUUID := st.Interfaces
 	names := make([]string, 0, len(st.Bridges))
 	for n := range st.Bridges {
@@ -76,7 +89,18 @@ func FlowLayoutFrom(st *State) (offload.NodeLayout, map[string]int, error) {
 					of = *i.Ofport
 				}
 				eid := i.ExternalIDs
-				if eid[KeyOwner] == OwnerNode {
+				if eid[KeyOwner] != OwnerNode {
+					// offlane's own tenant ports, and as with os-vif and OVN any interface
+					// someone else adds with external_ids:iface-id (never a layout row)
+					if id := eid[KeyIfaceID]; id != "" && of > 0 {
+						t := tenantOn[name]
+						if t == nil {
+							t = make(map[string]int, len(br.Ports))
+							tenantOn[name] = t
+						}
+						t[id] = of
+					}
+				} else {
 					switch eid[KeyRole] {
 					case RolePatch, RoleTunnelPort, RoleUplink:
 						if of > 0 {
@@ -97,21 +121,9 @@ func FlowLayoutFrom(st *State) (offload.NodeLayout, map[string]int, error) {
 		errs = append(errs, errors.New("no integration bridge tagged offlane-role=integration in OVSDB: run offlane node apply first"))
 	}
 	// Tenant ports: those on the integration bridge.
-	if l.IntegrationBridge != "" {
-		if br := st.Bridges[l.IntegrationBridge]; br != nil {
-			for _, pu := range br.Ports {
-				if p := st.Ports[pu]; p != nil {
-					for _, iu := range p.Interfaces {
-						i := ifaceByUUID[iu]
-						// offlane's own tenant ports, and as with os-vif and OVN any interface
-						// someone else adds with external_ids:iface-id (never a layout row)
-						if i != nil && i.ExternalIDs[KeyOwner] != OwnerNode && i.ExternalIDs[KeyIfaceID] != "" && i.Ofport != nil && *i.Ofport > 0 {
-							tenant[i.ExternalIDs[KeyIfaceID]] = *i.Ofport
-						}
-					}
-				}
-			}
-		}
+	tenant := tenantOn[l.IntegrationBridge]
+	if tenant == nil {
+		tenant = map[string]int{}
 	}
 	if st.OVS != nil {
 		if s := st.OVS.ExternalIDs[KeyTunnelLocalIP]; s != "" {

@@ -570,61 +570,67 @@ func (ps *Ports) PortGet(ctx context.Context, name string) (*PortStatus, error) 
 
 // PortList returns every tenant port (offlane-owner=port) with its status, by name.
 func (ps *Ports) PortList(ctx context.Context) ([]PortStatus, error) {
-	c := ps.c
-	var brs []*vswitchd.Bridge
-	if err := c.ovs.List(ctx, &brs); err != nil {
+	st, err := ps.c.view(ctx)
+	if err != nil {
 		return nil, err
 	}
 	where := map[string]string{}
-	for _, b := range brs {
+	for _, b := range st.Bridges {
 		for _, pu := range b.Ports {
 			where[pu] = b.Name
 		}
 	}
-	var ports []*vswitchd.Port
-	if err := c.ovs.WhereCache(func(p *vswitchd.Port) bool { return p.ExternalIDs[KeyOwner] == OwnerPort }).List(ctx, &ports); err != nil {
-		return nil, err
-	}
-	out := make([]PortStatus, 0, len(ports))
-	for _, hp := range ports {
-		st, err := ps.status(ctx, hp, where[hp.UUID])
-		if err != nil {
-			return nil, err
+	var out []PortStatus
+	for _, hp := range st.Ports {
+		if hp.ExternalIDs[KeyOwner] == OwnerPort {
+			out = append(out, statusOf(st, hp, where[hp.UUID]))
 		}
-		out = append(out, *st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
 func (ps *Ports) status(ctx context.Context, hp *vswitchd.Port, bridge string) (*PortStatus, error) {
-	st := &PortStatus{Name: hp.Name, Bridge: bridge}
-	if hp.Tag != nil {
-		st.Tag = *hp.Tag
-	}
+	st := &State{Interfaces: map[string]*vswitchd.Interface{}}
 	for _, iu := range hp.Interfaces {
 		i := &vswitchd.Interface{UUID: iu}
-		if err := ps.c.ovs.Get(ctx, i); err != nil {
+		if err := ps.c.ovs.Get(ctx, i); err == nil {
+			st.Interfaces[iu] = i
+		}
+	}
+	s := statusOf(st, hp, bridge)
+	return &s, nil
+}
+
+// statusOf is a port's status from a snapshot (its interfaces looked up there).
+func statusOf(st *State, hp *vswitchd.Port, bridge string) PortStatus {
+	out := PortStatus{Name: hp.Name, Bridge: bridge}
+	if hp.Tag != nil {
+		out.Tag = *hp.Tag
+	}
+	for _, iu := range hp.Interfaces {
+		i := st.Interfaces[iu]
+		if i == nil {
 			continue
 		}
-		st.Type = PortType(i.Type)
+		out.Type = PortType(i.Type)
 		if i.Type == "" {
-			st.Type = PortSystem
+			out.Type = PortSystem
 		}
-		st.IfaceID = i.ExternalIDs[KeyIfaceID]
-		st.MAC = i.ExternalIDs[KeyAttachedMAC]
+		out.IfaceID = i.ExternalIDs[KeyIfaceID]
+		out.MAC = i.ExternalIDs[KeyAttachedMAC]
 		if i.Ofport != nil {
-			st.OFPort = *i.Ofport
+			out.OFPort = *i.Ofport
 		}
-		st.LinkState = deref(i.LinkState)
-		st.AdminState = deref(i.AdminState)
-		st.Error = deref(i.Error)
+		out.LinkState = deref(i.LinkState)
+		out.AdminState = deref(i.AdminState)
+		out.Error = deref(i.Error)
 		if i.MTU != nil {
-			st.MTU = *i.MTU
+			out.MTU = *i.MTU
 		}
-		st.SocketPath = i.Options["vhost-server-path"]
+		out.SocketPath = i.Options["vhost-server-path"]
 	}
-	return st, nil
+	return out
 }
 
 // PortWait polls the cache until cond holds for the named port (e.g. link up) and returns

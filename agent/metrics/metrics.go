@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"runtime"
 	"sync"
@@ -84,6 +85,8 @@ const (
 	ChangeAdd    = "add"
 	ChangeModify = "modify"
 	ChangeDelete = "delete"
+	// ChangeRepair counts the flow mods the periodic drift check sent.
+	ChangeRepair = "repair"
 )
 
 // Error kinds the agent may pass to ObserveError (any short snake_case word will do).
@@ -281,6 +284,51 @@ func (m *Metrics) SetPlan(plan *offload.Plan) {
 			}
 		}
 		for _, r := range plan.Routers {
+			rts[routerKey{string(r.Backend), r.Reason}]++
+		}
+	}
+	m.mu.Lock()
+	m.decisions, m.routers = dec, rts
+	m.mu.Unlock()
+}
+
+// UpdatePlan is SetPlan(cur) after a change that touched the port plans of ports only:
+// it moves the decision counts by those ports' entries in prev and cur (what a one-port
+// change costs, instead of a pass over every port of the node), and recounts the routers.
+// prev must be the plan last given to SetPlan or UpdatePlan.
+func (m *Metrics) UpdatePlan(prev, cur *offload.Plan, ports []string) {
+	m.mu.Lock()
+	dec := maps.Clone(m.decisions)
+	m.mu.Unlock()
+	if dec == nil {
+		dec = map[decisionKey]int{}
+	}
+	seen := make(map[string]bool, len(ports))
+	for _, id := range ports {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		for _, p := range []struct {
+			plan *offload.Plan
+			by   int
+		}{{prev, -1}, {cur, 1}} {
+			if p.plan == nil {
+				continue
+			}
+			if pp := p.plan.Port(id); pp != nil {
+				for _, d := range pp.Decisions {
+					k := decisionKey{string(d.Feature), string(d.Backend), d.Reason}
+					if dec[k] += p.by; dec[k] <= 0 {
+						delete(dec, k)
+					}
+				}
+			}
+		}
+	}
+	rts := map[routerKey]int{}
+	if cur != nil {
+		for _, r := range cur.Routers {
 			rts[routerKey{string(r.Backend), r.Reason}]++
 		}
 	}

@@ -274,6 +274,21 @@ offlane_feature_backend{backend="openflow",feature="l2",reason="vnic normal"} 2
 offlane_feature_backend{backend="tc",feature="nat",reason="switchdev ct offload"} 2
 `, "offlane_feature_backend", "offlane_router_backend")
 
+	// The same change by UpdatePlan (the ports that changed only) gives the same series.
+	m2, reg2 := newMetrics(t, nil, metrics.Options{})
+	before := &offload.Plan{Host: "node-1",
+		Ports:   []offload.PortPlan{portPlan("p1", l2, natSW), portPlan("p2", l2, natSW), portPlan("p3", l2, natHW)},
+		Routers: []offload.RouterPlan{{RouterID: "r1", Backend: offload.BackendNFTables, Reason: "l3_backend auto: no ct NAT offload"}}}
+	m2.SetPlan(before)
+	m2.UpdatePlan(before, plan(portPlan("p1", l2, natHW), portPlan("p3", l2, natHW)), []string{"p1", "p2", "p1"})
+	if err := testutil.GatherAndCompare(reg2, strings.NewReader(`# HELP offlane_feature_backend Ports whose feature runs on backend, for the planner's reason; one series per active decision.
+# TYPE offlane_feature_backend gauge
+offlane_feature_backend{backend="openflow",feature="l2",reason="vnic normal"} 2
+offlane_feature_backend{backend="tc",feature="nat",reason="switchdev ct offload"} 2
+`), "offlane_feature_backend", "offlane_router_backend"); err != nil {
+		t.Errorf("UpdatePlan: %v", err)
+	}
+
 	m.SetPlan(nil)
 	if c, err := testutil.GatherAndCount(reg, "offlane_feature_backend"); err != nil || c != 0 {
 		t.Errorf("after SetPlan(nil): %d series, %v", c, err)

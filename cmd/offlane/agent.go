@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +41,14 @@ type agentFlags struct {
 	planFile   string
 	metrics    string
 	ovsNetns   string
+	memLimit   string
+	pprof      bool
 }
+
+// defaultAgentMemoryLimit is `offlane agent`'s soft memory limit: at 10,000 ports the
+// agent holds about 100 MB live, and without a limit the Go runtime lets its heap grow to
+// twice what the last collection kept (GOGC=100) and keeps the pages.
+const defaultAgentMemoryLimit = "150MiB"
 
 // agentRuntime is a built agent: run it, then close it; Metrics serves /metrics,
 // /healthz and /readyz when --metrics-listen was given.
@@ -61,6 +72,42 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.planFile, "plan-file", defaultNodePlan, with+"where to save the node plan `offlane explain` reads")
 	fs.StringVar(&f.ovsNetns, "ovs-netns", "", with+"the network namespace ovs-vswitchd runs in (\"\" = this one); router and DHCP ports are created there")
 	fs.StringVar(&f.metrics, "metrics-listen", "", with+"serve Prometheus /metrics, /healthz and /readyz on this address:port (e.g. 127.0.0.1:9477)")
+	memDefault := ""
+	if f.standalone {
+		memDefault = defaultAgentMemoryLimit
+	}
+	fs.BoolVar(&f.pprof, "pprof", false, with+"also serve Go's profiles (/debug/pprof/heap, /debug/pprof/profile, ...) on --metrics-listen")
+	fs.StringVar(&f.memLimit, "memory-limit", memDefault, with+"the Go runtime's soft memory limit (e.g. 150MiB, 1GiB; \"off\" for none; the GOMEMLIMIT environment variable wins)")
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit from --memory-limit unless
+// GOMEMLIMIT is set (the runtime read it already).
+func (f *agentFlags) applyMemoryLimit(getenv func(string) string) error {
+	if f.memLimit == "" || f.memLimit == "off" || getenv("GOMEMLIMIT") != "" {
+		return nil
+	}
+	n, err := parseSize(f.memLimit)
+	if err != nil {
+		return usageErrorf("--memory-limit %q: give a size such as 150MiB or 1GiB, or off", f.memLimit)
+	}
+	debug.SetMemoryLimit(n)
+	return nil
+}
+
+// parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for suf, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(s, suf) {
+			s, mult = strings.TrimSuffix(s, suf), m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q", s)
+	}
+	return n * mult, nil
 }
 
 func (f *agentFlags) validate(dataDir string) error {
@@ -96,12 +143,23 @@ func (f *agentFlags) validate(dataDir string) error {
 			return usageErrorf("--metrics-listen %q: want host:port, e.g. 127.0.0.1:9477 (%v)", f.metrics, err)
 		}
 	}
+	if f.pprof && f.metrics == "" {
+		return usageErrorf("--pprof serves on the metrics listener: give --metrics-listen too")
+	}
+	if f.memLimit != "" && f.memLimit != "off" {
+		if n, err := parseSize(f.memLimit); err != nil || n < 16<<20 {
+			return usageErrorf("--memory-limit %q: give a size of at least 16MiB such as 150MiB or 1GiB, or off", f.memLimit)
+		}
+	}
 	return nil
 }
 
 // startAgent builds the agent on st (the embedded store or a remote server) and returns
 // it with a function that runs it until ctx ends, and one that releases its connections.
 func (f *agentFlags) startAgent(ctx context.Context, st agent.DesiredState, log *zap.Logger) (*agentRuntime, error) {
+	if err := f.applyMemoryLimit(os.Getenv); err != nil {
+		return nil, err
+	}
 	no := &nodeOptions{g: f.g, config: f.nodeConfig, detect: detectHardware}
 	spec, err := no.load(ctx)
 	if err != nil {
@@ -170,7 +228,9 @@ func (f *agentFlags) startAgent(ctx context.Context, st agent.DesiredState, log 
 		client.Close()
 		return nil, err
 	}
+	plans := newPlanWriter(planFile, log)
 	closeAll := func() {
+		plans.close()
 		if err := dhcpMgr.Close(); err != nil {
 			log.Warn("stop DHCP servers", zap.Error(err))
 		}
@@ -191,21 +251,12 @@ func (f *agentFlags) startAgent(ctx context.Context, st agent.DesiredState, log 
 			ProbeNeighbours: func(ctx context.Context, p []offload.NeighbourProbe) error {
 				return ovsdpdk.ProbeNeighbours(ctx, of, p)
 			},
-			Detect:    detect,
-			Direct:    direct,
-			Conntrack: appctl,
-			OnReconciled: func(r agent.Result) {
-				if planFile == "" {
-					return
-				}
-				if err := os.MkdirAll(filepath.Dir(planFile), 0o750); err == nil {
-					if err := writeNodePlan(planFile, r.Layout, r.IR, r.Plan); err != nil {
-						log.Warn("save node plan", zap.Error(err))
-					}
-				}
-			},
-			Observer: obs,
-			Logger:   log,
+			Detect:       detect,
+			Direct:       direct,
+			Conntrack:    appctl,
+			OnReconciled: plans.offer,
+			Observer:     obs,
+			Logger:       log,
 		})
 	if err != nil {
 		closeAll()
@@ -228,7 +279,16 @@ func (f *agentFlags) serveMetrics(rt *agentRuntime, log *zap.Logger) (func(), er
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-listen %s: %w", f.metrics, err)
 	}
-	ms := &http.Server{Handler: rt.metrics, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)}
+	h := rt.metrics
+	if f.pprof {
+		// Go's profiles of the agent (heap, CPU, goroutines) beside its metrics
+		mux := http.NewServeMux()
+		mux.Handle("/", rt.metrics)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		h = mux
+	}
+	ms := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)}
 	go func() { _ = ms.Serve(mln) }()
 	fmt.Fprintf(f.g.stdout, "offlane: metrics on http://%s/metrics (and /healthz, /readyz)\n", mln.Addr())
 	return func() { _ = ms.Close() }, nil

@@ -46,17 +46,14 @@ func writeNodePlan(path string, layout offload.NodeLayout, ir *offload.IR, plan 
 	if ir == nil || plan == nil {
 		return errors.New("node plan: no IR or plan to save")
 	}
-	b, err := json.MarshalIndent(nodePlanFile{Format: nodePlanFormat, Host: ir.Host, Saved: time.Now().UTC().Truncate(time.Second),
-		Layout: layout, IR: ir, Plan: plan}, "", " ")
-	if err != nil {
-		return fmt.Errorf("node plan %s: %w", path, err)
-	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".node-plan-*")
 	if err != nil {
 		return fmt.Errorf("node plan %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	// streamed (jsonstream.go): at 10,000 ports the file is tens of MB
+	if err := streamJSON(tmp, nodePlanFile{Format: nodePlanFormat, Host: ir.Host, Saved: time.Now().UTC().Truncate(time.Second),
+		Layout: layout, IR: ir, Plan: plan}); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("node plan %s: %w", path, err)
 	}

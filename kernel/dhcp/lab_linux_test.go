@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -104,14 +103,6 @@ func udhcpc(t *testing.T, vmNS string, tries int) (string, bool) {
 	t.Logf("udhcpc: %v\n%s", err, out)
 	got, _ := os.ReadFile(rec)
 	return string(got), err == nil
-}
-
-func mustMAC(s string) net.HardwareAddr {
-	hw, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return hw
 }
 
 func randHex(n int) string {
@@ -332,5 +323,119 @@ func TestLabDHCPStaleNamespaces(t *testing.T) {
 		if !nsExists(ns) {
 			t.Fatalf("%s is not a stale DHCP namespace of this agent and was deleted", ns)
 		}
+	}
+}
+
+// TestLabDHCPReconcileChanges: after a full Reconcile, change sets alone bring the real
+// kernel along: a VM port added to the served network (only the table swapped, the
+// server not restarted) and busybox udhcpc in the VM then gets its address; a second
+// network's DHCP port appearing (change sets do not name DHCP ports: the manager sees
+// it itself) plugs its namespace with the port's address; its removal deletes the
+// namespace again; an empty change set touches nothing.
+func TestLabDHCPReconcileChanges(t *testing.T) {
+	lab.Require(t, "ip", "busybox")
+	id := randHex(3)
+	net1, net2 := "a"+id+"a-0000-4000-8000-000000000001", "b"+id+"b-0000-4000-8000-000000000002"
+	swNS, vmNS, prefix := "oldhcp-sw-"+id, "oldhcp-vm-"+id, "ol"+id+"-qdhcp-"
+	t.Cleanup(func() {
+		for _, ns := range []string{swNS, vmNS, prefix + net1, prefix + net2} {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	run(t, "ip", "netns", "add", swNS)
+	run(t, "ip", "netns", "add", vmNS)
+	run(t, "ip", "-n", swNS, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", swNS, "link", "set", "br0", "up")
+	run(t, "ip", "-n", swNS, "link", "add", "vm1", "type", "veth", "peer", "name", "eth0", "netns", vmNS)
+	run(t, "ip", "-n", swNS, "link", "set", "vm1", "master", "br0", "up")
+	vmMAC := "fa:16:3e:" + id[0:2] + ":" + id[2:4] + ":01"
+	run(t, "ip", "-n", vmNS, "link", "set", "eth0", "address", vmMAC, "up")
+
+	ir0 := &offload.IR{
+		Segments: map[string]*offload.Segment{net1: {NetworkID: net1, Type: offload.SegVXLAN, SegmentationID: 91, MTU: 1450},
+			net2: {NetworkID: net2, Type: offload.SegVXLAN, SegmentationID: 92, MTU: 1450}},
+		Subnets: map[string]*offload.Subnet{
+			"s1": {ID: "s1", NetworkID: net1, CIDR: pfx("10.41.0.0/24"), Gateway: a("10.41.0.1"), EnableDHCP: true},
+			"s2": {ID: "s2", NetworkID: net2, CIDR: pfx("10.42.0.0/24"), Gateway: a("10.42.0.1"), EnableDHCP: true}},
+		DHCPPorts: map[string]*offload.DHCPPort{net1: {PortID: "dp" + id + "-0000-4000-8000-000000000001", NetworkID: net1,
+			MAC: "fa:16:3e:" + id[0:2] + ":" + id[2:4] + ":d1", IPs: []netip.Addr{a("10.41.0.2")}}},
+		Ports:       map[string]*offload.Port{},
+		RemotePorts: map[string]*offload.RemotePort{"vm9": {ID: "vm9", NetworkID: net1, MAC: "fa:16:3e:00:00:09", IPs: []netip.Addr{a("10.41.0.9")}}},
+	}
+	plugger := kernel.NewPlugger(kernel.PlugOptions{HostNamespace: swNS, Switch: &bridgeSwitch{ns: swNS, ports: map[string]ovsdpdk.Port{}}})
+	m, err := NewManager(ManagerOptions{Plumber: plugger, Logger: lab.Logger(t), NamespacePrefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Reconcile(context.Background(), &offload.IR{}); err != nil {
+			t.Errorf("cleanup reconcile: %v", err)
+		}
+	})
+	ctx := t.Context()
+	if err := m.ReconcileChanges(ctx, ir0, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := m.running[net1].srv
+
+	// the VM's port arrives
+	ir1 := ir0.Clone()
+	ir1.Ports["vm1"] = &offload.Port{ID: "vm1", NetworkID: net1, MAC: vmMAC, IPs: []netip.Addr{a("10.41.0.5")}}
+	if err := m.ReconcileChanges(ctx, ir1, offload.DiffChanges(ir0, ir1, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if m.running[net1].srv != srv {
+		t.Fatal("a port added restarted the network's server")
+	}
+	if _, ok := udhcpc(t, vmNS, 5); !ok {
+		t.Fatal("udhcpc got no lease for the port the change set added")
+	}
+	if l := run(t, "ip", "-n", vmNS, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(l, "inet 10.41.0.5/24") {
+		t.Fatalf("VM address: %s", l)
+	}
+
+	// net2 gets a DHCP port: its namespace, interface and address appear
+	ir2 := ir1.Clone()
+	dp2 := &offload.DHCPPort{PortID: "dp" + id + "-0000-4000-8000-000000000002", NetworkID: net2,
+		MAC: "fa:16:3e:" + id[0:2] + ":" + id[2:4] + ":d2", IPs: []netip.Addr{a("10.42.0.2")}}
+	ir2.DHCPPorts[net2] = dp2
+	if err := m.ReconcileChanges(ctx, ir2, offload.DiffChanges(ir1, ir2, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	tap2 := kernel.IfName(kernel.PrefixTap, dp2.PortID)
+	if l := run(t, "ip", "-n", prefix+net2, "-o", "addr", "show", "dev", tap2); !strings.Contains(l, "inet 10.42.0.2/24") {
+		t.Fatalf("%s in %s: %s", tap2, prefix+net2, l)
+	}
+	if !slices.Equal(m.Networks(), []string{net1, net2}) {
+		t.Fatalf("servers %v", m.Networks())
+	}
+
+	// an empty change set, with the namespace of net2 deleted behind the manager's back:
+	// nothing is touched (a full reconcile would re-create it)
+	run(t, "ip", "netns", "del", prefix+net2)
+	if err := m.ReconcileChanges(ctx, ir2, &offload.Changes{}); err != nil {
+		t.Fatal(err)
+	}
+	if nsExists(prefix + net2) {
+		t.Fatal("an empty change set plugged a namespace")
+	}
+	if err := m.ReconcileChanges(ctx, ir2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !nsExists(prefix + net2) {
+		t.Fatal("a full reconcile did not repair the deleted namespace")
+	}
+
+	// net2's DHCP port goes: its server and namespace go
+	ir3 := ir2.Clone()
+	delete(ir3.DHCPPorts, net2)
+	if err := m.ReconcileChanges(ctx, ir3, offload.DiffChanges(ir2, ir3, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if nsExists(prefix+net2) || !slices.Equal(m.Networks(), []string{net1}) {
+		t.Fatalf("after the DHCP port's removal: namespace %v, servers %v", nsExists(prefix+net2), m.Networks())
+	}
+	if !nsExists(prefix + net1) {
+		t.Fatal("removing net2's DHCP port removed net1's namespace")
 	}
 }

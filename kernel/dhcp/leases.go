@@ -93,21 +93,38 @@ func (t *Table) ServerIPs() []netip.Addr {
 // IPv4 DHCP subnet for the network (ErrNothingToServe). A zero leaseTime means
 // DefaultLeaseTime.
 func BuildTable(ir *offload.IR, networkID string, leaseTime time.Duration) (*Table, error) {
-	return buildTable(ir, networkID, leaseTime, indexPorts(ir))
+	return buildTable(ir, networkID, leaseTime, indexIR(ir, nil, nil))
 }
 
-// portsByNetwork are the IR's local and remote port IDs per network, each sorted: one
-// pass over the node's ports serves every network's table (sorting every port of the
-// node per network cost ~200 ms a reconcile at 10,000 ports).
-type portsByNetwork struct{ local, remote map[string][]string }
+// byNetwork indexes an IR by network: its local and remote port IDs, each sorted, and
+// its subnets, sorted by ID. One pass over the node's ports serves every network's table
+// (sorting every port of the node per network cost ~200 ms a reconcile at 10,000
+// ports), and the Manager keeps it up to date from change sets (basis).
+type byNetwork struct {
+	local, remote map[string][]string
+	subnets       map[string][]*offload.Subnet
+}
 
-func indexPorts(ir *offload.IR) portsByNetwork {
-	x := portsByNetwork{local: map[string][]string{}, remote: map[string][]string{}}
+// indexIR indexes ir; non-nil localNet and remoteNet are filled with each port's network.
+func indexIR(ir *offload.IR, localNet, remoteNet map[string]string) byNetwork {
+	x := byNetwork{local: map[string][]string{}, remote: map[string][]string{}, subnets: indexSubnets(ir.Subnets)}
 	for id, p := range ir.Ports {
+		if p == nil {
+			continue
+		}
 		x.local[p.NetworkID] = append(x.local[p.NetworkID], id)
+		if localNet != nil {
+			localNet[id] = p.NetworkID
+		}
 	}
 	for id, p := range ir.RemotePorts {
+		if p == nil {
+			continue
+		}
 		x.remote[p.NetworkID] = append(x.remote[p.NetworkID], id)
+		if remoteNet != nil {
+			remoteNet[id] = p.NetworkID
+		}
 	}
 	for _, ids := range x.local {
 		slices.Sort(ids)
@@ -118,7 +135,21 @@ func indexPorts(ir *offload.IR) portsByNetwork {
 	return x
 }
 
-func buildTable(ir *offload.IR, networkID string, leaseTime time.Duration, idx portsByNetwork) (*Table, error) {
+// indexSubnets are the subnets by network, each network's sorted by ID.
+func indexSubnets(subnets map[string]*offload.Subnet) map[string][]*offload.Subnet {
+	out := map[string][]*offload.Subnet{}
+	for _, sn := range subnets {
+		if sn != nil {
+			out[sn.NetworkID] = append(out[sn.NetworkID], sn)
+		}
+	}
+	for _, sns := range out {
+		slices.SortFunc(sns, func(a, b *offload.Subnet) int { return strings.Compare(a.ID, b.ID) })
+	}
+	return out
+}
+
+func buildTable(ir *offload.IR, networkID string, leaseTime time.Duration, idx byNetwork) (*Table, error) {
 	if leaseTime == 0 {
 		leaseTime = DefaultLeaseTime
 	}
@@ -139,9 +170,8 @@ func buildTable(ir *offload.IR, networkID string, leaseTime time.Duration, idx p
 		server netip.Addr
 	}
 	var subs []dsub
-	for _, id := range sortedIDs(ir.Subnets) {
-		sn := ir.Subnets[id]
-		if sn.NetworkID != networkID || !sn.EnableDHCP || !sn.CIDR.Addr().Is4() {
+	for _, sn := range idx.subnets[networkID] {
+		if !sn.EnableDHCP || !sn.CIDR.Addr().Is4() {
 			continue
 		}
 		for _, ip := range dp.IPs {

@@ -49,11 +49,14 @@ type Instance struct {
 // lengths) and the segment's MTU, attached with iface-id = the DHCP port's ID. Networks
 // it cannot serve are reported and left out; the others are still returned.
 func Desired(ir *offload.IR, leaseTime time.Duration) (map[string]Instance, error) {
+	return desired(ir, leaseTime, indexIR(ir, nil, nil), NamespacePrefix)
+}
+
+func desired(ir *offload.IR, leaseTime time.Duration, idx byNetwork, prefix string) (map[string]Instance, error) {
 	out := map[string]Instance{}
 	var errs []error
-	idx := indexPorts(ir)
 	for _, netID := range sortedIDs(ir.DHCPPorts) {
-		t, err := buildTable(ir, netID, leaseTime, idx)
+		in, err := instanceOf(ir, netID, leaseTime, idx, prefix)
 		if errors.Is(err, ErrNothingToServe) {
 			continue
 		}
@@ -61,20 +64,30 @@ func Desired(ir *offload.IR, leaseTime time.Duration) (map[string]Instance, erro
 			errs = append(errs, err)
 			continue
 		}
-		dp := ir.DHCPPorts[netID]
-		spec := kernel.PlugSpec{Namespace: Namespace(netID), IfName: kernel.IfName(kernel.PrefixTap, dp.PortID),
-			MAC: dp.MAC, MTU: ir.Segments[netID].MTU, IfaceID: dp.PortID}
-		for _, ip := range dp.IPs {
-			for _, id := range sortedIDs(ir.Subnets) {
-				if sn := ir.Subnets[id]; sn.NetworkID == netID && sn.CIDR.Contains(ip) {
-					spec.Addrs = append(spec.Addrs, netip.PrefixFrom(ip, sn.CIDR.Bits()))
-					break
-				}
-			}
-		}
-		out[netID] = Instance{NetworkID: netID, Plug: spec, Table: t}
+		out[netID] = in
 	}
 	return out, errors.Join(errs...)
+}
+
+// instanceOf is the desired server of one network, in namespace prefix+netID
+// (ErrNothingToServe when the IR gives it none).
+func instanceOf(ir *offload.IR, netID string, leaseTime time.Duration, idx byNetwork, prefix string) (Instance, error) {
+	t, err := buildTable(ir, netID, leaseTime, idx)
+	if err != nil {
+		return Instance{}, err
+	}
+	dp := ir.DHCPPorts[netID]
+	spec := kernel.PlugSpec{Namespace: prefix + netID, IfName: kernel.IfName(kernel.PrefixTap, dp.PortID),
+		MAC: dp.MAC, MTU: ir.Segments[netID].MTU, IfaceID: dp.PortID}
+	for _, ip := range dp.IPs {
+		for _, sn := range idx.subnets[netID] {
+			if sn.CIDR.Contains(ip) {
+				spec.Addrs = append(spec.Addrs, netip.PrefixFrom(ip, sn.CIDR.Bits()))
+				break
+			}
+		}
+	}
+	return Instance{NetworkID: netID, Plug: spec, Table: t}, nil
 }
 
 // ManagerOptions configure a Manager.
@@ -92,12 +105,16 @@ type ManagerOptions struct {
 	NamespacePrefix string
 }
 
-// Manager runs a node's DHCP servers: Reconcile makes them match an IR.
+// Manager runs a node's DHCP servers: Reconcile makes them match an IR, ReconcileChanges
+// does so for what changed since the IR of the previous call.
 type Manager struct {
 	opts    ManagerOptions
 	log     *zap.Logger
 	mu      sync.Mutex
 	running map[string]*instance // by network ID
+	// basis is the IR of the last call as ReconcileChanges needs it; nil until a call
+	// succeeded and after a failed one (the next call then does everything).
+	basis *basis
 }
 
 type instance struct {
@@ -125,21 +142,20 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 // Reconcile makes the node's DHCP servers those of ir (Desired): it plugs each desired
 // network's namespace port (idempotent), starts its server or swaps in the new lease
 // table (no restart unless the port was re-plugged), and then removes the servers,
-// ports and namespaces of networks no longer desired. Errors are per network and joined;
-// the other networks are still reconciled. Safe to call again after an error.
+// ports and namespaces of networks no longer desired, and the namespaces a previous
+// process left (pruneStale). Errors are per network and joined; the other networks are
+// still reconciled. Safe to call again after an error.
 func (m *Manager) Reconcile(ctx context.Context, ir *offload.IR) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	want, err := Desired(ir, m.opts.LeaseTime)
+	return m.ReconcileChanges(ctx, ir, nil)
+}
+
+// reconcileAll is Reconcile; it leaves the basis of the next ReconcileChanges.
+func (m *Manager) reconcileAll(ctx context.Context, ir *offload.IR) error {
+	b := newBasis(ir)
+	want, err := desired(ir, m.opts.LeaseTime, b.idx, m.prefix())
 	var errs []error
 	if err != nil {
 		errs = append(errs, err)
-	}
-	if m.opts.NamespacePrefix != "" {
-		for id, in := range want {
-			in.Plug.Namespace = m.opts.NamespacePrefix + id
-			want[id] = in
-		}
 	}
 	for _, netID := range sortedIDs(want) {
 		if err := m.ensure(ctx, want[netID]); err != nil {
@@ -157,6 +173,7 @@ func (m *Manager) Reconcile(ctx context.Context, ir *offload.IR) error {
 	if err := m.pruneStale(ctx, want); err != nil {
 		errs = append(errs, err)
 	}
+	m.basis = b
 	return errors.Join(errs...)
 }
 
@@ -343,10 +360,12 @@ func (m *Manager) Table(networkID string) *Table {
 }
 
 // Close stops every server; namespaces and ports stay (the next Reconcile, in this
-// process or the next, takes them over or removes them).
+// process or the next, takes them over or removes them; the next ReconcileChanges does
+// everything).
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.basis = nil
 	var errs []error
 	for id, cur := range m.running {
 		errs = append(errs, m.stop(cur))

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMemoryLimitFlag(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{{"150MiB", 150 << 20, true}, {"1GiB", 1 << 30, true}, {"20000000", 20000000, true}, {"12KiB", 12 << 10, true},
+		{"150MB", 0, false}, {"-1MiB", 0, false}, {"MiB", 0, false}, {"99999999999GiB", 0, false}} {
+		got, err := parseSize(c.in)
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("parseSize(%q) = %d, %v", c.in, got, err)
+		}
+	}
+	f := &agentFlags{standalone: true, nodeConfig: "node.yaml", host: "h", l3Backend: "auto", memLimit: "10MiB"}
+	if err := f.validate("/tmp"); err == nil || !strings.Contains(err.Error(), "--memory-limit") {
+		t.Fatalf("10MiB: %v", err)
+	}
+	f.memLimit = "off"
+	if err := f.validate("/tmp"); err != nil {
+		t.Fatal(err)
+	}
+}
