@@ -89,6 +89,9 @@ type Observer interface {
 	ObserveFlowSync(s metrics.FlowSync)
 	AddChanges(kind string, n int)
 	SetPlan(plan *offload.Plan)
+	// UpdatePlan is SetPlan(cur) after a change that moved the plan entries of ports
+	// only, prev being the plan last set.
+	UpdatePlan(prev, cur *offload.Plan, ports []string)
 	SetNode(node *hwdetect.Node)
 	SetWatchLag(revisions int64)
 	ObserveError(kind string)
@@ -152,6 +155,7 @@ type Agent struct {
 	layout offload.NodeLayout
 	comp   *offload.Compiler
 	inc    incremental // plan.go
+	pend   pending     // plan.go: what changed since the last build
 	ct     conntrackState
 
 	mu       sync.Mutex
@@ -237,8 +241,9 @@ func (a *Agent) Last() Result {
 // node, lays OVS out, registers the node, reconciles fully, then follows the store's
 // events and OVS's interface changes: a reconcile starts Debounce after the first change
 // that finds the agent idle, and changes that arrive during a reconcile are taken by the
-// next one, at once. Every Resync the flows are checked for drift beside the loop
-// (drift.go). Failures of OVS or the store are retried with backoff and reported;
+// next one, at once. Every Resync, once the loop has been quiet for a second (at most
+// five periods late), the flows are checked for drift beside the loop (drift.go) and
+// what lives outside them is swept (sweep.go). Failures of OVS or the store are retried with backoff and reported;
 // nothing is half applied (each flow change is one bundle per bridge; each OVSDB change
 // one transaction).
 func (a *Agent) Run(ctx context.Context) error {
@@ -293,7 +298,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer func() { stop() }()
 	watching := true
 	var soon <-chan time.Time // the next reconcile
-	// the periodic sweep waits for a quiet loop (sweep.go)
+	// the periodic drift check and sweep wait for a quiet loop (drift.go, sweep.go): the
+	// check's dump of every flow costs memory and CPU a burst of changes needs more,
+	// and its repair would leave out the flows the burst touched anyway
 	quiet := min(time.Second, a.cfg.Resync/2)
 	var sweepC <-chan time.Time
 	var sweepDue, lastChange time.Time
@@ -337,7 +344,6 @@ func (a *Agent) Run(ctx context.Context) error {
 				reconcileNow(true) // the last reconcile failed: try again in full
 				continue
 			}
-			a.startDrift(ctx) // drift.go: beside the loop
 			if sweepDue.IsZero() {
 				sweepDue = time.Now()
 			}
@@ -351,6 +357,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				continue
 			}
 			sweepDue = time.Time{}
+			a.startDrift(ctx) // drift.go: beside the loop
 			if a.sweep(ctx) && soon == nil {
 				soon = time.After(0) // a stage plugged ports: reconcile them
 			}
@@ -462,6 +469,7 @@ func (a *Agent) drain() bool {
 		}
 		if a.relevant(ev, prev) {
 			dirty = true
+			a.pend.note(ev, prev) // plan.go: for the next build
 			if ev.Kind == controlplane.KindPort {
 				a.cache.touch(ev.ID)
 			}

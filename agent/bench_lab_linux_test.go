@@ -1094,17 +1094,21 @@ func converge1000(b *testing.B, kind ifaceKind) {
 // BenchmarkLabPortActiveAt10k: one more port on a node that already has 10,000 ACTIVE
 // ports (50 VXLAN networks of 200 behind 5 routers with SNAT gateways, all in the
 // remote-group security group, on tunnel ports): create it through the API, plug a
-// spare tap with its iface-id, and time from the API call to ACTIVE in the store. 30
-// creates (so p99 is the slowest), one at a time: each once the agent is idle again,
-// plus 200 ms (a lone create, not a burst); the agent's periodic full resync (every
-// 30 s) runs meanwhile, as it does in service. Target p99 < 100 ms. Baselines in the
-// same run: the API call alone (the store's create), the agent's incremental
+// spare tap with its iface-id (os-vif style: see plug), and time from the API call to
+// ACTIVE in the store. 30 creates (so p99 is the slowest), one at a time: each once the
+// agent is idle again, plus 200 ms (a lone create, not a burst), on a node at rest (the
+// convergence's aftermath in ovs-vswitchd over: settle); the agent's periodic drift check
+// and sweep (every 30 s) may run meanwhile, as in service. Target p99 < 100 ms.
+// Baselines in the same run: the API call alone (the store's create), the agent's
 // reconciles, one `ovs-ofctl` bundle of the new port's own flows, and the time
-// ovs-vswitchd takes to apply one OVSDB change like the plug (the OVS floors). Also
-// reported: the initial convergence on the 10,000 ports (the agent starting on them),
-// and the test process's Go heap and RSS then (in-process: the store, the API server
-// and the agent together; BenchmarkLabAgentProcess10kPorts measures the agent process
-// alone).
+// ovs-vswitchd takes to apply an OVSDB change that bumps next_cfg (a new interface, or
+// ovs-vsctl without --no-wait: it reconfigures every port, above the target by itself at
+// 10,000 ports). Also reported: the initial convergence on the 10,000 ports (the agent
+// starting on them), and the test process's Go heap and RSS then (in-process: the store,
+// the API server and the agent together; BenchmarkLabAgentProcess10kPorts measures the
+// agent process alone). $OFFLANE_BENCH_TRACE gets each create's latency and each
+// reconcile's phases, $OFFLANE_BENCH_CPUPROFILE a CPU profile of the creates,
+// $OFFLANE_BENCH_HEAPPROFILE the heap once converged.
 func BenchmarkLabPortActiveAt10k(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {

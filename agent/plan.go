@@ -1,6 +1,11 @@
 package agent
 
 import (
+	"maps"
+	"net/netip"
+	"reflect"
+
+	"github.com/offlane/offlane/controlplane"
 	"github.com/offlane/offlane/hwdetect"
 	"github.com/offlane/offlane/offload"
 )
@@ -14,6 +19,9 @@ type incremental struct {
 	plan   *offload.Plan // that plan, as the planner returned it (never annotated)
 	hw     *hwdetect.Node
 	layout offload.NodeLayout
+	// the OpenFlow ports and VTEPs ir was built with
+	ofports map[string]int
+	vteps   map[string]netip.Addr
 
 	// the changes of the last planNode call and the IR they start from
 	ch   *offload.Changes
@@ -85,17 +93,100 @@ func merge(s, ch *offload.Changes) {
 	s.PlanRouters = append(s.PlanRouters, ch.PlanRouters...)
 }
 
+// buildIR builds the IR of in: from the basis IR and the ports that changed since
+// (offload.BuildChanges: a one-port change costs about a millisecond at 10,000 ports
+// instead of 30–40 for Build and DiffChanges), from scratch when other objects changed,
+// and in full when there is no basis. The changes it returns go from the basis to the
+// new IR (nil: unknown).
+func (a *Agent) buildIR(in offload.BuildInput) (*offload.IR, *offload.Changes, error) {
+	b := &a.inc
+	changed, all := a.pend.ports, a.pend.all
+	a.pend.ports, a.pend.all = map[string]*controlplane.Port{}, false
+	if b.ir == nil || !maps.Equal(b.vteps, in.VTEPs) {
+		all = true
+	}
+	if !all && !sameMap(b.ofports, in.OFPorts) {
+		// a port (un)plugged or renumbered: it changed for Build too (its current entry
+		// stands for the old one, which only the OpenFlow port tells apart)
+		for id, of := range in.OFPorts {
+			if b.ofports[id] != of {
+				a.noteOFPort(changed, id)
+			}
+		}
+		for id := range b.ofports {
+			if _, ok := in.OFPorts[id]; !ok {
+				a.noteOFPort(changed, id)
+			}
+		}
+	}
+	ir, ch, err := offload.BuildChanges(b.ir, in, changed, all)
+	if err != nil {
+		return nil, nil, err
+	}
+	b.ofports, b.vteps = in.OFPorts, in.VTEPs
+	return ir, ch, nil
+}
+
+// noteOFPort names port id among the changed ports of a build when its OpenFlow port
+// changed (with its current entry, unless the store changed it too).
+func (a *Agent) noteOFPort(changed map[string]*controlplane.Port, id string) {
+	if _, ok := changed[id]; ok {
+		return
+	}
+	if p := a.cache.port(id); p != nil {
+		changed[id] = p
+	}
+}
+
+// sameMap reports whether two OpenFlow port maps are the same map (FlowLayout hands out
+// one map until OVS changes) or equal.
+func sameMap(x, y map[string]int) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	if len(x) == 0 || reflect.ValueOf(x).UnsafePointer() == reflect.ValueOf(y).UnsafePointer() {
+		return true
+	}
+	return maps.Equal(x, y)
+}
+
+// pending is what changed in the cached state since the last build (drain records it).
+type pending struct {
+	// ports: the ports whose stored object changed, each with its value at the last
+	// build (nil when it had none)
+	ports map[string]*controlplane.Port
+	// all: something else changed (a network, subnet, router, floating IP, security
+	// group, QoS policy or another node's VTEP)
+	all bool
+}
+
+// note records a relevant store event for the next build.
+func (p *pending) note(ev controlplane.Event, prev *controlplane.Port) {
+	if ev.Kind != controlplane.KindPort {
+		p.all = true
+		return
+	}
+	if p.ports == nil {
+		p.ports = map[string]*controlplane.Port{}
+	}
+	if _, ok := p.ports[ev.ID]; !ok {
+		p.ports[ev.ID] = prev
+	}
+}
+
 // planNode plans ir: from the basis when there is one (a full reconcile drops it) with
 // the same capabilities and layout, from scratch otherwise. On a node with direct ports
 // the plan it returns is the caller's to annotate (DirectPorts.Annotate): it shares no
 // Decisions with the basis the next call starts from; elsewhere it is the basis itself,
 // read only.
-func (a *Agent) planNode(ir *offload.IR, layout offload.NodeLayout) *offload.Plan {
+func (a *Agent) planNode(ir *offload.IR, ch *offload.Changes, layout offload.NodeLayout) *offload.Plan {
 	b := &a.inc
 	var plan *offload.Plan
 	b.ch, b.from = nil, nil
 	if b.ir != nil && b.hw == a.hw && sameLayout(b.layout, layout) {
-		ch := offload.DiffChanges(b.ir, ir, nil, nil)
+		if ch == nil {
+			ch = offload.DiffChanges(b.ir, ir, nil, nil)
+		}
 		plan = offload.PlanNodeChanges(b.ir, b.plan, ir, ch, a.hw, layout)
 		b.ch, b.from = ch, b.ir
 	} else {

@@ -226,11 +226,8 @@ func (a *Agent) reconcile(ctx context.Context, full bool) (err error) {
 	if o := a.d.Observer; o != nil {
 		// the decision counts: moved by the ports whose plan changed when that is known
 		// (and no direct port annotation, made after planning, can have moved)
-		ch := a.inc.sinceLast()
-		if u, ok := o.(interface {
-			UpdatePlan(prev, cur *offload.Plan, ports []string)
-		}); ok && !full && ch != nil && prevPlan != nil && a.d.Direct == nil {
-			u.UpdatePlan(prevPlan, plan, ch.PlanPorts)
+		if ch := a.inc.sinceLast(); !full && ch != nil && prevPlan != nil && a.d.Direct == nil {
+			o.UpdatePlan(prevPlan, plan, ch.PlanPorts)
 		} else {
 			o.SetPlan(plan)
 		}
@@ -351,7 +348,8 @@ func (a *Agent) build(ctx context.Context, snap offload.Snapshot, vteps map[stri
 	if a.cfg.L3Backend != "" && a.cfg.L3Backend != "auto" {
 		layout.L3Backend = a.cfg.L3Backend // the flag wins over the node config's l3_backend
 	}
-	ir, err := offload.Build(offload.BuildInput{Host: a.cfg.Host, Snapshot: snap, VTEPs: vteps, OFPorts: ofports, LocalVLANs: a.state.LocalVLANs})
+	in := offload.BuildInput{Host: a.cfg.Host, Snapshot: snap, VTEPs: vteps, OFPorts: ofports, LocalVLANs: a.state.LocalVLANs}
+	ir, ch, err := a.buildIR(in) // plan.go: from the last IR and what changed since
 	if err != nil {
 		// a tenant model this node cannot realise: keep what is installed
 		return layout, nil, nil, fmt.Errorf("build: %w", err)
@@ -359,7 +357,7 @@ func (a *Agent) build(ctx context.Context, snap offload.Snapshot, vteps map[stri
 	for _, w := range ir.Warnings {
 		a.log.Warn("build", zap.String("warning", w))
 	}
-	plan := a.planNode(ir, layout) // plan.go: incremental after a small change
+	plan := a.planNode(ir, ch, layout) // plan.go: incremental after a small change
 	return layout, ir, plan, nil
 }
 

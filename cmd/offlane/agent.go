@@ -115,8 +115,8 @@ func (f *agentFlags) validate(dataDir string) error {
 		f.enabled = true
 	}
 	if !f.enabled {
-		if f.nodeConfig != "" || f.host != "" || f.stateDir != "" || f.metrics != "" {
-			return usageErrorf("--node-config, --host, --state-dir and --metrics-listen are agent flags: add --agent")
+		if f.nodeConfig != "" || f.host != "" || f.stateDir != "" || f.metrics != "" || f.pprof || f.memLimit != "" {
+			return usageErrorf("--node-config, --host, --state-dir, --metrics-listen, --pprof and --memory-limit are agent flags: add --agent")
 		}
 		return nil
 	}
