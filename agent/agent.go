@@ -383,7 +383,8 @@ func signal(c chan struct{}) {
 
 // watch follows the store from the last reconciled revision, queueing its events for
 // the loop (drain) and waking it; when the watch ends for good (compaction), the loop
-// is told (takeWatchEnded). A broken stream is resumed from the last event received.
+// is told (takeWatchEnded). A broken stream is resumed from the revision of the last
+// event received (its transaction's events again, then what follows).
 func (a *Agent) watch(ctx context.Context) func() {
 	wctx, cancel := context.WithCancel(ctx)
 	a.mu.Lock()
@@ -416,7 +417,10 @@ func (a *Agent) watch(ctx context.Context) func() {
 			}
 			backoff = 100 * time.Millisecond
 			for ev := range events {
-				from = max(from, ev.Revision)
+				// resume from before this event's revision: the events of one
+				// transaction share it, and a stream broken among them must not skip
+				// the rest (the ones taken again are applied again, harmlessly, in order)
+				from = max(from, ev.Revision-1)
 				a.evMu.Lock()
 				a.evq = append(a.evq, ev)
 				a.evMu.Unlock()

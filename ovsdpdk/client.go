@@ -112,7 +112,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	// is woken by an interface change (OnInterfacesChanged) finds the index past it
 	c.idx = newTenantIndex()
 	c.ovs.Cache().AddEventHandler(c.idx.handler())
-	c.idx.rebuild(c.ovs.Cache())
+	c.idx.sync(c.ovs.Cache())
 	return c, nil
 }
 

@@ -15,13 +15,16 @@ import (
 // that what a reconcile asks of OVS at every change — the OpenFlow port of each tenant
 // interface on the integration bridge (FlowLayout) and the status of a few of them
 // (AttachedIDs) — costs what changed instead of a pass over every row (20–30 ms at
-// 10,000 ports). The rows it holds are the cache's own (read only: libovsdb replaces a
-// row on update). Its handler is registered before anyone else's (Connect), so whoever
-// is woken by an interface change finds the index past it.
+// 10,000 ports). The rows it holds are read only. Its handler is registered before
+// anyone else's (Connect), so whoever an interface change wakes finds the index past it.
 //
-// A reconnect reloads the cache without delete events for rows that went meanwhile:
-// the index then rebuilds itself from the cache (check), which it notices by its row
-// counts.
+// libovsdb runs the handlers on their own goroutine after it updated the cache, so a
+// reader that saw a row in the cache (a port it waited for) could meet the index before
+// the event. Readers therefore catch it up first (Client.index): in full (sync, by row
+// pointer) when its row counts differ from the cache's — rows added or removed in flight,
+// or a reconnect, which reloads the cache without delete events — and otherwise by
+// re-reading the few tenant interfaces it holds without an OpenFlow port (an interface
+// being numbered is the update readers wait for).
 type tenantIndex struct {
 	mu      sync.Mutex
 	bridges map[string]*vswitchd.Bridge    // by UUID
@@ -31,6 +34,9 @@ type tenantIndex struct {
 	ifPort  map[string]string              // interface UUID → port UUID
 	byID    map[string]map[string]struct{} // iface-id → interface UUIDs
 	node    map[string]struct{}            // the layout's interfaces (offlane-owner=node)
+	// unnumbered are the tenant interfaces (with an iface-id) that put nothing in the
+	// tenant map: not numbered yet, or not on the integration bridge
+	unnumbered map[string]struct{}
 
 	intBr string // the integration bridge's UUID (offlane-role=integration)
 	// tenant is iface-id → OpenFlow port of the tenant interfaces on the integration
@@ -55,6 +61,7 @@ func newTenantIndex() *tenantIndex {
 func (x *tenantIndex) reset() {
 	x.bridges, x.ports, x.ifaces = map[string]*vswitchd.Bridge{}, map[string]*vswitchd.Port{}, map[string]*vswitchd.Interface{}
 	x.portBr, x.ifPort, x.byID, x.node = map[string]string{}, map[string]string{}, map[string]map[string]struct{}{}, map[string]struct{}{}
+	x.unnumbered = map[string]struct{}{}
 	x.intBr, x.tenant, x.contrib, x.shared = "", map[string]int{}, map[string]contribution{}, nil
 }
 
@@ -223,9 +230,15 @@ func (x *tenantIndex) unlinkID(id, u string) {
 // an iface-id, as with os-vif: never a layout row) on the integration bridge.
 func (x *tenantIndex) refreshIface(iu string) {
 	var now contribution
-	if i := x.ifaces[iu]; i != nil && x.intBr != "" && x.portBr[x.ifPort[iu]] == x.intBr &&
-		i.ExternalIDs[KeyOwner] != OwnerNode && i.ExternalIDs[KeyIfaceID] != "" && i.Ofport != nil && *i.Ofport > 0 {
+	i := x.ifaces[iu]
+	tenant := i != nil && i.ExternalIDs[KeyOwner] != OwnerNode && i.ExternalIDs[KeyIfaceID] != ""
+	if tenant && x.intBr != "" && x.portBr[x.ifPort[iu]] == x.intBr && i.Ofport != nil && *i.Ofport > 0 {
 		now = contribution{id: i.ExternalIDs[KeyIfaceID], of: *i.Ofport}
+	}
+	if tenant && now.id == "" {
+		x.unnumbered[iu] = struct{}{}
+	} else {
+		delete(x.unnumbered, iu)
 	}
 	old, had := x.contrib[iu]
 	if had && old == now {
@@ -316,6 +329,64 @@ func (x *tenantIndex) statuses(ids map[string]struct{}) map[string]PortStatus {
 	return out
 }
 
+// sync brings the index to the cache's rows as they are now, by pointer (a row the
+// events brought is the cache's own or a copy of it: recomputed, harmlessly).
+func (x *tenantIndex) sync(tc *cache.TableCache) {
+	bs, ps, is := shallowRows(tc, vswitchd.BridgeTable), shallowRows(tc, vswitchd.PortTable), shallowRows(tc, vswitchd.InterfaceTable)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for u, m := range is {
+		if i, ok := m.(*vswitchd.Interface); ok && x.ifaces[u] != i {
+			x.putIface(i)
+		}
+	}
+	for u := range x.ifaces {
+		if _, ok := is[u]; !ok {
+			x.delIface(u)
+		}
+	}
+	for u, m := range ps {
+		if p, ok := m.(*vswitchd.Port); ok && x.ports[u] != p {
+			x.putPort(p)
+		}
+	}
+	for u := range x.ports {
+		if _, ok := ps[u]; !ok {
+			x.delPort(u)
+		}
+	}
+	for u, m := range bs {
+		if b, ok := m.(*vswitchd.Bridge); ok && x.bridges[u] != b {
+			x.putBridge(b)
+		}
+	}
+	for u := range x.bridges {
+		if _, ok := bs[u]; !ok {
+			x.delBridge(u)
+		}
+	}
+}
+
+// catchUp re-reads the unnumbered tenant interfaces from the cache and takes the ones
+// whose OpenFlow port or external_ids moved on (an event still in flight).
+func (x *tenantIndex) catchUp(tc *cache.TableCache) {
+	rc := tc.Table(vswitchd.InterfaceTable)
+	if rc == nil {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for u := range x.unnumbered {
+		m, ok := rc.Row(u).(*vswitchd.Interface)
+		if !ok {
+			continue // deleted: the counts tell
+		}
+		if old := x.ifaces[u]; old == nil || !equalPtr(old.Ofport, m.Ofport) || !maps.Equal(old.ExternalIDs, m.ExternalIDs) {
+			x.putIface(m)
+		}
+	}
+}
+
 // counts are the index's row counts per table.
 func (x *tenantIndex) counts() (bridges, ports, ifaces int) {
 	x.mu.Lock()
@@ -323,24 +394,9 @@ func (x *tenantIndex) counts() (bridges, ports, ifaces int) {
 	return len(x.bridges), len(x.ports), len(x.ifaces)
 }
 
-// rebuild loads the index from the cache's rows.
-func (x *tenantIndex) rebuild(tc *cache.TableCache) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.reset()
-	for _, m := range tc.Table(vswitchd.InterfaceTable).RowsShallow() {
-		if i, ok := m.(*vswitchd.Interface); ok {
-			x.putIface(i)
-		}
+func shallowRows(tc *cache.TableCache, table string) map[string]model.Model {
+	if rc := tc.Table(table); rc != nil {
+		return rc.RowsShallow()
 	}
-	for _, m := range tc.Table(vswitchd.PortTable).RowsShallow() {
-		if p, ok := m.(*vswitchd.Port); ok {
-			x.putPort(p)
-		}
-	}
-	for _, m := range tc.Table(vswitchd.BridgeTable).RowsShallow() {
-		if b, ok := m.(*vswitchd.Bridge); ok {
-			x.putBridge(b)
-		}
-	}
+	return nil
 }

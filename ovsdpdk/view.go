@@ -46,9 +46,7 @@ func shallow[T any](rc *cache.RowCache, key func(*T) string) map[string]*T {
 	return out
 }
 
-// index returns the tenant index, rebuilt first when its row counts disagree with the
-// cache's (a reconnect reloaded the cache: rows that went meanwhile sent no event; or
-// events are still queued, which a rebuild takes too).
+// index returns the tenant index, caught up with the cache (see tenantIndex).
 func (c *Client) index() (*tenantIndex, error) {
 	tc := c.ovs.Cache()
 	if tc == nil {
@@ -56,7 +54,9 @@ func (c *Client) index() (*tenantIndex, error) {
 	}
 	nb, np, ni := c.idx.counts()
 	if nb != tableLen(tc, vswitchd.BridgeTable) || np != tableLen(tc, vswitchd.PortTable) || ni != tableLen(tc, vswitchd.InterfaceTable) {
-		c.idx.rebuild(tc)
+		c.idx.sync(tc)
+	} else {
+		c.idx.catchUp(tc)
 	}
 	return c.idx, nil
 }

@@ -313,6 +313,16 @@ func (o *OVS) VswitchdPID() int {
 	return o.vswitchd.PID()
 }
 
+// ServerPID is the PID of the running ovsdb-server (0 when not running).
+func (o *OVS) ServerPID() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.server == nil || !o.server.alive() {
+		return 0
+	}
+	return o.server.PID()
+}
+
 func kill(p *proc) error {
 	if p == nil || !p.alive() {
 		return errors.New("lab: not running")
