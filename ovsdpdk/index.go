@@ -335,34 +335,22 @@ func (x *tenantIndex) sync(tc *cache.TableCache) {
 	bs, ps, is := shallowRows(tc, vswitchd.BridgeTable), shallowRows(tc, vswitchd.PortTable), shallowRows(tc, vswitchd.InterfaceTable)
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for u, m := range is {
-		if i, ok := m.(*vswitchd.Interface); ok && x.ifaces[u] != i {
-			x.putIface(i)
+	syncTable(is, x.ifaces, x.putIface, x.delIface)
+	syncTable(ps, x.ports, x.putPort, x.delPort)
+	syncTable(bs, x.bridges, x.putBridge, x.delBridge)
+}
+
+// syncTable puts the rows of one table that differ from have (by pointer) and deletes
+// the ones the cache no longer has.
+func syncTable[T any](rows map[string]model.Model, have map[string]*T, put func(*T), del func(string)) {
+	for u, m := range rows {
+		if r, ok := m.(*T); ok && have[u] != r {
+			put(r)
 		}
 	}
-	for u := range x.ifaces {
-		if _, ok := is[u]; !ok {
-			x.delIface(u)
-		}
-	}
-	for u, m := range ps {
-		if p, ok := m.(*vswitchd.Port); ok && x.ports[u] != p {
-			x.putPort(p)
-		}
-	}
-	for u := range x.ports {
-		if _, ok := ps[u]; !ok {
-			x.delPort(u)
-		}
-	}
-	for u, m := range bs {
-		if b, ok := m.(*vswitchd.Bridge); ok && x.bridges[u] != b {
-			x.putBridge(b)
-		}
-	}
-	for u := range x.bridges {
-		if _, ok := bs[u]; !ok {
-			x.delBridge(u)
+	for u := range have {
+		if _, ok := rows[u]; !ok {
+			del(u)
 		}
 	}
 }

@@ -118,13 +118,14 @@ func randHex(n int) string {
 // ip addr/link/route in the VM. An unknown MAC gets nothing (udhcpc gives up; the server
 // logged why). A changed IR swaps the lease table without restarting the server, and the
 // VM gets its new address. An IR without the DHCP port removes the namespace.
-func TestLabDHCPServer(t *testing.T) {
-	lab.Require(t, "ip", "busybox")
-	id := randHex(3)
-	netID := "labnet-" + id
-	swNS, vmNS := "oldhcp-sw-"+id, "oldhcp-vm-"+id
+// labSwitch makes the lab's switch namespace (a Linux bridge br0 standing in for br-int)
+// and a VM namespace whose eth0 is plugged into it (its MAC is the returned one, not yet
+// set); both go at cleanup.
+func labSwitch(t *testing.T, id string) (swNS, vmNS, vmMAC string) {
+	t.Helper()
+	swNS, vmNS = "oldhcp-sw-"+id, "oldhcp-vm-"+id
 	t.Cleanup(func() {
-		for _, ns := range []string{swNS, vmNS, "ol" + id + "-qdhcp-" + netID} {
+		for _, ns := range []string{swNS, vmNS} {
 			_ = exec.Command("ip", "netns", "del", ns).Run()
 		}
 	})
@@ -134,7 +135,32 @@ func TestLabDHCPServer(t *testing.T) {
 	run(t, "ip", "-n", swNS, "link", "set", "br0", "up")
 	run(t, "ip", "-n", swNS, "link", "add", "vm1", "type", "veth", "peer", "name", "eth0", "netns", vmNS)
 	run(t, "ip", "-n", swNS, "link", "set", "vm1", "master", "br0", "up")
-	vmMAC := "fa:16:3e:" + id[0:2] + ":" + id[2:4] + ":01"
+	return swNS, vmNS, "fa:16:3e:" + id[0:2] + ":" + id[2:4] + ":01"
+}
+
+// labManager is a Manager plugging into swNS's bridge, with its own namespace prefix;
+// at cleanup it removes its servers and namespaces.
+func labManager(t *testing.T, swNS, prefix string, log *zap.Logger) *Manager {
+	t.Helper()
+	plugger := kernel.NewPlugger(kernel.PlugOptions{HostNamespace: swNS, Switch: &bridgeSwitch{ns: swNS, ports: map[string]ovsdpdk.Port{}}})
+	m, err := NewManager(ManagerOptions{Plumber: plugger, Logger: log, NamespacePrefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Reconcile(context.Background(), &offload.IR{}); err != nil {
+			t.Errorf("cleanup reconcile: %v", err)
+		}
+	})
+	return m
+}
+
+func TestLabDHCPServer(t *testing.T) {
+	lab.Require(t, "ip", "busybox")
+	id := randHex(3)
+	netID := "labnet-" + id
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", "ol"+id+"-qdhcp-"+netID).Run() })
+	swNS, vmNS, vmMAC := labSwitch(t, id)
 	run(t, "ip", "-n", vmNS, "link", "set", "eth0", "address", vmMAC, "mtu", "1500", "up")
 	run(t, "ip", "-n", vmNS, "link", "set", "lo", "up")
 
@@ -149,19 +175,10 @@ func TestLabDHCPServer(t *testing.T) {
 	}
 
 	core, logs := observer.New(zapcore.DebugLevel)
-	plugger := kernel.NewPlugger(kernel.PlugOptions{HostNamespace: swNS, Switch: &bridgeSwitch{ns: swNS, ports: map[string]ovsdpdk.Port{}}})
 	// its own prefix: a default-prefix manager sweeps every qdhcp-<uuid> namespace it
 	// does not run, e.g. those of a demo on the same kernel
 	prefix := "ol" + id + "-qdhcp-"
-	m, err := NewManager(ManagerOptions{Plumber: plugger, Logger: zap.New(core), NamespacePrefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Reconcile(context.Background(), &offload.IR{}); err != nil {
-			t.Errorf("cleanup reconcile: %v", err)
-		}
-	})
+	m := labManager(t, swNS, prefix, zap.New(core))
 	ctx := t.Context()
 	if err := m.Reconcile(ctx, ir); err != nil {
 		t.Fatal(err)
@@ -336,19 +353,13 @@ func TestLabDHCPReconcileChanges(t *testing.T) {
 	lab.Require(t, "ip", "busybox")
 	id := randHex(3)
 	net1, net2 := "a"+id+"a-0000-4000-8000-000000000001", "b"+id+"b-0000-4000-8000-000000000002"
-	swNS, vmNS, prefix := "oldhcp-sw-"+id, "oldhcp-vm-"+id, "ol"+id+"-qdhcp-"
+	prefix := "ol" + id + "-qdhcp-"
 	t.Cleanup(func() {
-		for _, ns := range []string{swNS, vmNS, prefix + net1, prefix + net2} {
+		for _, ns := range []string{prefix + net1, prefix + net2} {
 			_ = exec.Command("ip", "netns", "del", ns).Run()
 		}
 	})
-	run(t, "ip", "netns", "add", swNS)
-	run(t, "ip", "netns", "add", vmNS)
-	run(t, "ip", "-n", swNS, "link", "add", "br0", "type", "bridge")
-	run(t, "ip", "-n", swNS, "link", "set", "br0", "up")
-	run(t, "ip", "-n", swNS, "link", "add", "vm1", "type", "veth", "peer", "name", "eth0", "netns", vmNS)
-	run(t, "ip", "-n", swNS, "link", "set", "vm1", "master", "br0", "up")
-	vmMAC := "fa:16:3e:" + id[0:2] + ":" + id[2:4] + ":01"
+	swNS, vmNS, vmMAC := labSwitch(t, id)
 	run(t, "ip", "-n", vmNS, "link", "set", "eth0", "address", vmMAC, "up")
 
 	ir0 := &offload.IR{
@@ -362,16 +373,7 @@ func TestLabDHCPReconcileChanges(t *testing.T) {
 		Ports:       map[string]*offload.Port{},
 		RemotePorts: map[string]*offload.RemotePort{"vm9": {ID: "vm9", NetworkID: net1, MAC: "fa:16:3e:00:00:09", IPs: []netip.Addr{a("10.41.0.9")}}},
 	}
-	plugger := kernel.NewPlugger(kernel.PlugOptions{HostNamespace: swNS, Switch: &bridgeSwitch{ns: swNS, ports: map[string]ovsdpdk.Port{}}})
-	m, err := NewManager(ManagerOptions{Plumber: plugger, Logger: lab.Logger(t), NamespacePrefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Reconcile(context.Background(), &offload.IR{}); err != nil {
-			t.Errorf("cleanup reconcile: %v", err)
-		}
-	})
+	m := labManager(t, swNS, prefix, lab.Logger(t))
 	ctx := t.Context()
 	if err := m.ReconcileChanges(ctx, ir0, nil); err != nil {
 		t.Fatal(err)
