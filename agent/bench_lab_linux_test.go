@@ -1036,41 +1036,21 @@ func converge1000(b *testing.B, kind ifaceKind) {
 	ctx := context.Background()
 	ids := make([]string, total)
 	apiDone, plugDone := make([]time.Time, total), make([]time.Time, total)
-	var mu sync.Mutex
-	next := 0
-	errs := make(chan error, clients)
-	var wg sync.WaitGroup
 	b.StartTimer()
 	apiStart := time.Now()
-	for range clients {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				k := next
-				next++
-				mu.Unlock()
-				if k >= total {
-					return
-				}
-				p, err := topo.createPort(ctx, n.api, k, fmt.Sprintf("p%04d", k))
-				apiDone[k] = time.Now()
-				if err == nil {
-					err = n.plug(ctx, kind, names[k], p)
-				}
-				plugDone[k] = time.Now()
-				if err != nil {
-					errs <- fmt.Errorf("port %d: %w", k, err)
-					return
-				}
-				ids[k] = p.ID
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
+	inParallel(b, clients, total, func(k int) error {
+		p, err := topo.createPort(ctx, n.api, k, fmt.Sprintf("p%04d", k))
+		apiDone[k] = time.Now()
+		if err == nil {
+			err = n.plug(ctx, kind, names[k], p)
+		}
+		plugDone[k] = time.Now()
+		if err != nil {
+			return fmt.Errorf("port %d: %w", k, err)
+		}
+		ids[k] = p.ID
+		return nil
+	})
 	lastAPI, lastPlug := slices.MaxFunc(apiDone, time.Time.Compare), slices.MaxFunc(plugDone, time.Time.Compare)
 	done, err := w.wait(ids, 2*time.Minute)
 	b.StopTimer()
@@ -1309,6 +1289,39 @@ func (s *scaleOVS) settle(b *testing.B) time.Duration {
 		}
 	}
 	return time.Since(start)
+}
+
+// inParallel runs do(0) … do(total-1) on clients goroutines, each taking the next index
+// (as that many API clients do), and fails the benchmark with the errors; a client stops
+// at its first error.
+func inParallel(b *testing.B, clients, total int, do func(k int) error) {
+	b.Helper()
+	var mu sync.Mutex
+	next := 0
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				k := next
+				next++
+				mu.Unlock()
+				if k >= total {
+					return
+				}
+				if err := do(k); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
 }
 
 // profileOps writes a CPU profile of the measured creates (the agent and the API server

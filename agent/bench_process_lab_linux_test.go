@@ -268,33 +268,13 @@ func agentProcess10k(b *testing.B) {
 	w := watchActive(b, st)
 	b.StartTimer()
 	bindStart := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	var mu sync.Mutex
-	next := 0
-	for range 8 {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				k := next
-				next++
-				mu.Unlock()
-				if k >= total {
-					return
-				}
-				body := map[string]any{"port": map[string]any{"binding:host_id": host}}
-				if _, err := api.Put(ctx, api.ServiceURL("ports", ids[k]), body, nil, &gophercloud.RequestOpts{OkCodes: []int{http.StatusOK}}); err != nil {
-					errs <- fmt.Errorf("bind port %s: %w", ids[k], err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
+	inParallel(b, 8, total, func(k int) error {
+		body := map[string]any{"port": map[string]any{"binding:host_id": host}}
+		if _, err := api.Put(ctx, api.ServiceURL("ports", ids[k]), body, nil, &gophercloud.RequestOpts{OkCodes: []int{http.StatusOK}}); err != nil {
+			return fmt.Errorf("bind port %s: %w", ids[k], err)
+		}
+		return nil
+	})
 	bound := time.Now()
 	done, err := w.wait(ids, 4*time.Minute)
 	b.StopTimer()

@@ -20,9 +20,9 @@ import (
 
 // driftCheck is a check in flight.
 type driftCheck struct {
-	comp    *offload.Compiler   // the compiler its flows came from
 	touched map[uint64]struct{} // cookies of the flows deltas changed since
-	dropped bool                // a full sync replaced everything: ignore the result
+	// a full sync replaced everything (also what a new compiler makes): ignore the result
+	dropped bool
 }
 
 type driftResult struct {
@@ -37,7 +37,7 @@ func (a *Agent) startDrift(ctx context.Context) {
 		return
 	}
 	flows, brs := a.comp.Flows(), bridgesOf(a.layout)
-	a.drift = &driftCheck{comp: a.comp, touched: map[uint64]struct{}{}}
+	a.drift = &driftCheck{touched: map[uint64]struct{}{}}
 	go func() {
 		start := time.Now()
 		dctx, cancel := context.WithTimeout(ctx, a.cfg.ReconcileTimeout)
@@ -82,7 +82,7 @@ func (a *Agent) Drifts() DriftStats {
 func (a *Agent) finishDrift(ctx context.Context, res driftResult) {
 	dc := a.drift
 	a.drift = nil
-	if dc == nil || dc.dropped || dc.comp != a.comp || a.needFull {
+	if dc == nil || dc.dropped || a.needFull {
 		return // superseded: the full reconcile compared everything itself
 	}
 	if res.err != nil {

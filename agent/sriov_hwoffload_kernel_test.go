@@ -90,21 +90,7 @@ func TestKernelAgentHWOffload(t *testing.T) {
 	if _, err := dm.Configure(ctx, sriov.Spec{PF: nsim.Handle, NumVFs: 2, Mode: sriov.ModeSwitchdev}, false); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := dm.Registry(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := map[int]string{}
-	for _, pe := range reg.PFs {
-		if pe.PF.Device.String() == nsim.Handle {
-			for _, e := range pe.VFs {
-				rep[e.VFIndex] = e.Representor
-			}
-		}
-	}
-	if rep[0] == "" || rep[1] == "" {
-		t.Fatalf("no representors for VFs 0 and 1 of %s: %+v", nsim.Handle, reg)
-	}
+	rep := vfRepresentors(t, ctx, dm, nsim.Handle)
 	slot := func(vf int) string { return fmt.Sprintf("%s/vf%d", nsim.Handle, vf) }
 	macs := map[int]string{0: "fa:16:3e:00:02:10", 1: "fa:16:3e:00:02:11"}
 	ips := map[int]string{0: "10.0.0.10", 1: "10.0.0.11"}

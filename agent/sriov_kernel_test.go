@@ -58,21 +58,7 @@ func TestKernelAgentDirectPorts(t *testing.T) {
 	}
 	leg := kernellab.NewNetdevsim(t, 42, 1)
 	leg.SetNumVFs(t, 2)
-	reg, err := m.Registry(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := map[int]string{}
-	for _, pe := range reg.PFs {
-		if pe.PF.Device.String() == sw.Handle {
-			for _, e := range pe.VFs {
-				rep[e.VFIndex] = e.Representor
-			}
-		}
-	}
-	if rep[0] == "" || rep[1] == "" {
-		t.Fatalf("no representors for VFs 0 and 1 of %s: %+v", sw.Handle, reg)
-	}
+	rep := vfRepresentors(t, ctx, m, sw.Handle)
 	uplink := sw.Ports[0]
 
 	// the node: OVS on the kernel datapath (the agent needs it for its other ports), the
@@ -261,6 +247,28 @@ type directAgent struct {
 // startDirectAgent starts that agent on OVS o with the node config nodeYAML (its ovsdb
 // line is added) over srv's store; it runs until the test's cleanup, which fails the
 // test if Run returned an error.
+// vfRepresentors returns the representors of pf's VFs by VF index, from m's registry;
+// it fails the test unless VFs 0 and 1 have one.
+func vfRepresentors(t *testing.T, ctx context.Context, m *sriov.Manager, pf string) map[int]string {
+	t.Helper()
+	reg, err := m.Registry(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := map[int]string{}
+	for _, pe := range reg.PFs {
+		if pe.PF.Device.String() == pf {
+			for _, e := range pe.VFs {
+				rep[e.VFIndex] = e.Representor
+			}
+		}
+	}
+	if rep[0] == "" || rep[1] == "" {
+		t.Fatalf("no representors for VFs 0 and 1 of %s: %+v", pf, reg)
+	}
+	return rep
+}
+
 func startDirectAgent(t *testing.T, o *lab.OVS, nodeYAML string, dm *sriov.Manager, srv *controlplane.Server, resync time.Duration) *directAgent {
 	t.Helper()
 	ctx := context.Background()

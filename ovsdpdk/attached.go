@@ -61,18 +61,13 @@ func (ps *Ports) AttachedIDs(ctx context.Context, ids map[string]struct{}) (map[
 	return idx.statuses(ids), nil
 }
 
-// OnPortsChanged registers fn to run whenever an Interface row appears, goes away, or
-// changes its OpenFlow port, link state, error or external_ids: what a hypervisor
-// plugging a VM, a vhost-user client connecting or a restarted ovs-vswitchd look like.
-// fn runs on the client's cache goroutine: it must return at once (signal a channel).
-// Register before the events of interest; handlers cannot be removed (they live as long
-// as the client).
-func (c *Client) OnPortsChanged(fn func()) {
-	c.OnInterfacesChanged(func([]string) { fn() })
-}
-
-// OnInterfacesChanged is OnPortsChanged with the iface-ids (external_ids:iface-id) of the
-// interface rows before and after the change, when they have one.
+// OnInterfacesChanged registers fn to run whenever an Interface row appears, goes away,
+// or changes its OpenFlow port, link state, error or external_ids — what a hypervisor
+// plugging a VM, a vhost-user client connecting or a restarted ovs-vswitchd look like —
+// with the iface-ids (external_ids:iface-id) of the row before and after the change, when
+// it has one. fn runs on the client's cache goroutine: it must return at once (record
+// and signal). Register before the events of interest; handlers cannot be removed (they
+// live as long as the client).
 func (c *Client) OnInterfacesChanged(fn func(ifaceIDs []string)) {
 	ids := func(ms ...model.Model) []string {
 		var out []string

@@ -42,6 +42,7 @@ type agentFlags struct {
 	metrics    string
 	ovsNetns   string
 	memLimit   string
+	memBytes   int64 // memLimit parsed by validate (0: no limit)
 	pprof      bool
 }
 
@@ -80,18 +81,12 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.memLimit, "memory-limit", memDefault, with+"the Go runtime's soft memory limit (e.g. 150MiB, 1GiB; \"off\" for none; the GOMEMLIMIT environment variable wins)")
 }
 
-// applyMemoryLimit sets the runtime's soft memory limit from --memory-limit unless
-// GOMEMLIMIT is set (the runtime read it already).
-func (f *agentFlags) applyMemoryLimit(getenv func(string) string) error {
-	if f.memLimit == "" || f.memLimit == "off" || getenv("GOMEMLIMIT") != "" {
-		return nil
+// applyMemoryLimit sets the runtime's soft memory limit from --memory-limit (checked by
+// validate) unless GOMEMLIMIT is set (the runtime read it already).
+func (f *agentFlags) applyMemoryLimit(getenv func(string) string) {
+	if f.memBytes > 0 && getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(f.memBytes)
 	}
-	n, err := parseSize(f.memLimit)
-	if err != nil {
-		return usageErrorf("--memory-limit %q: give a size such as 150MiB or 1GiB, or off", f.memLimit)
-	}
-	debug.SetMemoryLimit(n)
-	return nil
 }
 
 // parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
@@ -147,9 +142,11 @@ func (f *agentFlags) validate(dataDir string) error {
 		return usageErrorf("--pprof serves on the metrics listener: give --metrics-listen too")
 	}
 	if f.memLimit != "" && f.memLimit != "off" {
-		if n, err := parseSize(f.memLimit); err != nil || n < 16<<20 {
+		n, err := parseSize(f.memLimit)
+		if err != nil || n < 16<<20 {
 			return usageErrorf("--memory-limit %q: give a size of at least 16MiB such as 150MiB or 1GiB, or off", f.memLimit)
 		}
+		f.memBytes = n
 	}
 	return nil
 }
@@ -157,9 +154,7 @@ func (f *agentFlags) validate(dataDir string) error {
 // startAgent builds the agent on st (the embedded store or a remote server) and returns
 // it with a function that runs it until ctx ends, and one that releases its connections.
 func (f *agentFlags) startAgent(ctx context.Context, st agent.DesiredState, log *zap.Logger) (*agentRuntime, error) {
-	if err := f.applyMemoryLimit(os.Getenv); err != nil {
-		return nil, err
-	}
+	f.applyMemoryLimit(os.Getenv)
 	no := &nodeOptions{g: f.g, config: f.nodeConfig, detect: detectHardware}
 	spec, err := no.load(ctx)
 	if err != nil {

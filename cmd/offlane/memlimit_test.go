@@ -21,8 +21,12 @@ func TestMemoryLimitFlag(t *testing.T) {
 	if err := f.validate("/tmp"); err == nil || !strings.Contains(err.Error(), "--memory-limit") {
 		t.Fatalf("10MiB: %v", err)
 	}
-	f.memLimit = "off"
-	if err := f.validate("/tmp"); err != nil {
-		t.Fatal(err)
+	f.memLimit = "150MiB"
+	if err := f.validate("/tmp"); err != nil || f.memBytes != 150<<20 {
+		t.Fatalf("150MiB: %d bytes, %v", f.memBytes, err)
+	}
+	f.memLimit, f.memBytes = "off", 0
+	if err := f.validate("/tmp"); err != nil || f.memBytes != 0 {
+		t.Fatalf("off: %d bytes, %v", f.memBytes, err)
 	}
 }

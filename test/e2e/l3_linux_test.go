@@ -136,16 +136,24 @@ func routingSnapshot() offload.Snapshot {
 // across two hosts over VXLAN; the router answers for its gateway address; a routed
 // packet arrives with its TTL decremented once, and traceroute finds the destination
 // at the second hop. The hosts run datapath dp.
-func runRouting(t *testing.T, dp string, be l3Backend) map[string]*host {
-	snap := routingSnapshot()
-	h1, h2 := newHostOn(t, "node1", dp), newHostOn(t, "node2", dp)
+// twoL3Hosts are node1 and node2 on datapath dp with routers on backend be, joined by
+// an underlay (10.99.0.1 and .2 are their VTEPs), their Datapath rows published.
+func twoL3Hosts(t *testing.T, dp string, be l3Backend) (h1, h2 *host, hosts map[string]*host, vteps map[string]netip.Addr) {
+	t.Helper()
+	h1, h2 = newHostOn(t, "node1", dp), newHostOn(t, "node2", dp)
 	lab.ConnectUnderlay(t, h1.o, h2.o, "10.99.0.1/24", "10.99.0.2/24")
 	h1.apply(h1.l3NodeYAML(be, "", "10.99.0.1/24"))
 	h2.apply(h2.l3NodeYAML(be, "", "10.99.0.2/24"))
 	publishDatapath(t, h1)
 	publishDatapath(t, h2)
-	hosts := map[string]*host{"node1": h1, "node2": h2}
-	vteps := map[string]netip.Addr{"node1": netip.MustParseAddr("10.99.0.1"), "node2": netip.MustParseAddr("10.99.0.2")}
+	hosts = map[string]*host{"node1": h1, "node2": h2}
+	vteps = map[string]netip.Addr{"node1": netip.MustParseAddr("10.99.0.1"), "node2": netip.MustParseAddr("10.99.0.2")}
+	return h1, h2, hosts, vteps
+}
+
+func runRouting(t *testing.T, dp string, be l3Backend) map[string]*host {
+	snap := routingSnapshot()
+	h1, h2, hosts, vteps := twoL3Hosts(t, dp, be)
 	vm := map[string]*lab.VM{}
 	for _, p := range snap.Ports {
 		if p.HostID == "" {

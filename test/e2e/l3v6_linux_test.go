@@ -76,14 +76,7 @@ func routerLL(mac string) string {
 // one host and over VXLAN to the other host, with the hop limit decremented once.
 func runRoutingV6(t *testing.T, dp string, be l3Backend) map[string]*host {
 	snap := routingV6Snapshot()
-	h1, h2 := newHostOn(t, "node1", dp), newHostOn(t, "node2", dp)
-	lab.ConnectUnderlay(t, h1.o, h2.o, "10.99.0.1/24", "10.99.0.2/24")
-	h1.apply(h1.l3NodeYAML(be, "", "10.99.0.1/24"))
-	h2.apply(h2.l3NodeYAML(be, "", "10.99.0.2/24"))
-	publishDatapath(t, h1)
-	publishDatapath(t, h2)
-	hosts := map[string]*host{"node1": h1, "node2": h2}
-	vteps := map[string]netip.Addr{"node1": netip.MustParseAddr("10.99.0.1"), "node2": netip.MustParseAddr("10.99.0.2")}
+	h1, h2, hosts, vteps := twoL3Hosts(t, dp, be)
 	gw4 := map[string]string{"a-x": "10.1.0.1", "a-y": "10.2.0.1"}
 	gw6 := map[string]string{"a-x": "fd00:1::1", "a-y": "fd00:2::1"}
 	routerMAC := map[string]string{"a-x": "fa:16:3e:a1:00:01", "a-y": "fa:16:3e:a1:00:02"}
